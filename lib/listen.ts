@@ -1,0 +1,82 @@
+/**
+ * For an app that runs its own single process: listen on the socket systemd
+ * passed (by name, or the first), or bind a fallback when not socket-activated.
+ */
+import type { Server } from 'node:net'
+import { chmodSync } from 'node:fs'
+import { inheritedSockets } from './activation.js'
+import { DEFAULT_BIND, parseBind, removeStaleUnixSocket } from './binds.js'
+import { ConfigError, InvalidArgumentError } from './errors.js'
+import { formatAddress, socketInfo } from './native.js'
+
+export interface ListenOptions {
+  /** The inherited socket to use, by its LISTEN_FDNAMES name (FileDescriptorName=). Default: the first. */
+  name?: string
+  /** What to bind when the process was not socket-activated (default 127.0.0.1:8000). */
+  fallback?: string
+  /** Listen backlog for a fallback socket (default 511). */
+  backlog?: number
+  /** File mode of a fallback UNIX socket, e.g. 0o660. */
+  unixMode?: number
+}
+
+export interface ListenResult {
+  source: 'systemd' | 'fallback'
+  /** The LISTEN_FDNAMES name of the inherited socket. */
+  name?: string
+  /** The listening fd, when the server listens on an inherited or fd:// socket. */
+  fd?: number
+  /** `127.0.0.1:8000`, `[::1]:8000`, `unix:/run/app.sock`. */
+  address: string
+}
+
+function listenOn(server: Server, options: Parameters<Server['listen']>[0]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => { reject(err); }
+    server.once('error', onError)
+    server.listen(options, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+}
+
+export async function listen(server: Server, options: ListenOptions = {}): Promise<ListenResult> {
+  if (typeof server?.listen !== 'function') throw new InvalidArgumentError('server', server, 'a net.Server or http.Server')
+  const sockets = inheritedSockets()
+  if (sockets.length > 0) {
+    const chosen = options.name === undefined ? sockets[0] : sockets.find((s) => s.name === options.name)
+    if (chosen === undefined)
+      throw new ConfigError(
+        'name',
+        options.name,
+        `one of the inherited socket names (${sockets.map((s) => s.name).join(', ')})`,
+      )
+    await listenOn(server, { fd: chosen.fd })
+    return { source: 'systemd', name: chosen.name, fd: chosen.fd, address: chosen.text }
+  }
+
+  const spec = parseBind(options.fallback ?? DEFAULT_BIND, 'fallback')
+  const backlog = options.backlog ?? 511
+  switch (spec.kind) {
+    case 'tcp':
+      await listenOn(server, { host: spec.host, port: spec.port, backlog, ipv6Only: spec.family === 6 })
+      break
+    case 'unix':
+      await removeStaleUnixSocket(spec.path)
+      await listenOn(server, { path: spec.path, backlog })
+      if (options.unixMode !== undefined) chmodSync(spec.path, options.unixMode)
+      return { source: 'fallback', address: spec.text }
+    case 'fd':
+      await listenOn(server, { fd: spec.fd })
+      return { source: 'fallback', fd: spec.fd, address: formatAddress(socketInfo(spec.fd).address) }
+    case 'systemd':
+      throw new ConfigError('fallback', spec.text, 'a bind that does not need systemd (no sockets were passed)')
+  }
+  const bound = server.address()
+  const address =
+    bound !== null && typeof bound === 'object'
+      ? formatAddress({ kind: 'inet', family: bound.family === 'IPv6' ? 6 : 4, host: bound.address, port: bound.port })
+      : spec.text
+  return { source: 'fallback', address }
+}

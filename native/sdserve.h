@@ -1,0 +1,60 @@
+/* sdserve native primitives: plain C over libc, no Node-API in here.
+ * Every function returns >= 0 on success or -errno on failure; no function
+ * prints, allocates on the heap, or keeps state. */
+#ifndef SDSERVE_H
+#define SDSERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The kernel's SCM_MAX_FD: the most fds one sendmsg() may carry. */
+#define SDS_MAX_FDS 253
+/* Longest AF_UNIX address text we report (sun_path is 108 bytes). */
+#define SDS_PATH_MAX 110
+
+struct sds_sockinfo {
+  int family;        /* AF_INET, AF_INET6, AF_UNIX, ... */
+  int type;          /* SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, ... */
+  int listening;     /* SO_ACCEPTCONN */
+  int reuseport;     /* SO_REUSEPORT */
+  int port;          /* AF_INET/AF_INET6, host byte order */
+  char host[64];     /* AF_INET/AF_INET6: numeric address, no brackets */
+  char path[SDS_PATH_MAX]; /* AF_UNIX: path, or name without the leading NUL */
+  size_t path_len;   /* bytes in path (abstract names may hold NULs) */
+  int abstract;      /* AF_UNIX: 1 when the name is in the abstract namespace */
+};
+
+/* A TCP listening socket with SO_REUSEADDR and SO_REUSEPORT, created
+ * SOCK_CLOEXEC | SOCK_NONBLOCK. family is AF_INET or AF_INET6; host is a
+ * numeric address. Returns the fd. */
+int sds_listen_reuseport(int family, const char *host, int port, int backlog, int v6only);
+
+/* sendmsg() of payload (at least one byte) with fds as SCM_RIGHTS. */
+int sds_send_fds(int sock, const void *payload, size_t len, const int *fds, size_t nfds);
+
+/* recvmsg() into payload; received fds are stored in fds (at most maxfds) and
+ * are close-on-exec. A message whose fds did not fit is discarded whole
+ * (every fd that arrived is closed) and -EMSGSIZE returned. Returns bytes. */
+int sds_recv_fds(int sock, void *payload, size_t len, int *fds, size_t maxfds, size_t *nfds);
+
+/* One sd_notify datagram to an AF_UNIX address: an absolute path, or
+ * '@name' for the abstract namespace. Returns bytes sent. */
+int sds_notify(const char *addr, size_t addr_len, const void *msg, size_t len, const int *fds, size_t nfds);
+
+int sds_set_cloexec(int fd, int on);
+/* 1 when FD_CLOEXEC is set, 0 when not. */
+int sds_get_cloexec(int fd);
+
+int sds_socket_info(int fd, struct sds_sockinfo *out);
+
+/* An AF_UNIX socket pair of the given type, both ends close-on-exec and non-blocking. */
+int sds_socketpair(int type, int fds[2]);
+
+/* A pipe, both ends close-on-exec and non-blocking. fds[0] reads, fds[1] writes. */
+int sds_pipe(int fds[2]);
+
+/* The inode number of a pidfd for this process: what systemd puts in
+ * LISTEN_PIDFDID. -ENOSYS where the kernel has no pidfds. */
+int sds_pidfd_id_self(uint64_t *out);
+
+#endif

@@ -1,0 +1,265 @@
+#include "sdserve.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+/* The pidfs magic: only on pidfs are pidfd inode numbers unique per process. */
+#define SDS_PIDFS_MAGIC 0x50494446
+
+static int neg_errno(void) { return errno > 0 ? -errno : -EIO; }
+
+/* close() that keeps the errno the caller is about to report. */
+static void close_keep_errno(int fd) {
+  int saved = errno;
+  close(fd);
+  errno = saved;
+}
+
+int sds_listen_reuseport(int family, const char *host, int port, int backlog, int v6only) {
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  int one = 1;
+  int fd;
+
+  if (port < 0 || port > 65535 || backlog < 0) return -EINVAL;
+  memset(&ss, 0, sizeof ss);
+  if (family == AF_INET) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) return -EINVAL;
+    sslen = sizeof *sin;
+  } else if (family == AF_INET6) {
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) return -EINVAL;
+    sslen = sizeof *sin6;
+  } else {
+    return -EAFNOSUPPORT;
+  }
+
+  fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return neg_errno();
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      (family == AF_INET6 &&
+       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) ||
+      bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, backlog) < 0) {
+    close_keep_errno(fd);
+    return neg_errno();
+  }
+  return fd;
+}
+
+int sds_send_fds(int sock, const void *payload, size_t len, const int *fds, size_t nfds) {
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * SDS_MAX_FDS)];
+  } control;
+  struct iovec iov = {.iov_base = (void *)payload, .iov_len = len};
+  struct msghdr msg;
+  ssize_t n;
+
+  if (len == 0 || nfds > SDS_MAX_FDS) return -EINVAL;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    struct cmsghdr *cmsg;
+    memset(&control, 0, sizeof control);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+  }
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? neg_errno() : (int)n;
+}
+
+int sds_recv_fds(int sock, void *payload, size_t len, int *fds, size_t maxfds, size_t *nfds) {
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * SDS_MAX_FDS)];
+  } control;
+  struct iovec iov = {.iov_base = payload, .iov_len = len};
+  struct msghdr msg;
+  struct cmsghdr *cmsg;
+  ssize_t n;
+  size_t got = 0;
+  int truncated;
+
+  *nfds = 0;
+  if (len == 0 || maxfds > SDS_MAX_FDS) return -EINVAL;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return neg_errno();
+
+  truncated = (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0;
+  for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    size_t i, count;
+    const unsigned char *data;
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+    count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    data = CMSG_DATA(cmsg);
+    for (i = 0; i < count; i++) {
+      int fd;
+      memcpy(&fd, data + i * sizeof(int), sizeof fd);
+      if (got < maxfds) fds[got++] = fd;
+      else {
+        close(fd);
+        truncated = 1;
+      }
+    }
+  }
+  if (truncated) {
+    /* Never hand the caller half a message: the sender's fds are all or nothing. */
+    size_t i;
+    for (i = 0; i < got; i++) close(fds[i]);
+    return -EMSGSIZE;
+  }
+  *nfds = got;
+  return (int)n;
+}
+
+int sds_notify(const char *addr, size_t addr_len, const void *msg, size_t len, const int *fds, size_t nfds) {
+  struct sockaddr_un sun;
+  socklen_t sunlen;
+  int fd, r;
+
+  if (addr_len < 2) return -EINVAL;
+  if (addr_len > sizeof sun.sun_path) return -ENAMETOOLONG;
+  if (addr[0] != '/' && addr[0] != '@') return -EAFNOSUPPORT;
+  memset(&sun, 0, sizeof sun);
+  sun.sun_family = AF_UNIX;
+  memcpy(sun.sun_path, addr, addr_len);
+  if (addr[0] == '@') {
+    /* Abstract: a leading NUL, and the length counts only the name's bytes. */
+    sun.sun_path[0] = '\0';
+    sunlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + addr_len);
+  } else {
+    if (memchr(addr, '\0', addr_len) != NULL) return -EINVAL;
+    if (addr_len >= sizeof sun.sun_path) return -ENAMETOOLONG;
+    sunlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + addr_len + 1);
+  }
+
+  fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return neg_errno();
+  if (connect(fd, (struct sockaddr *)&sun, sunlen) < 0) {
+    close_keep_errno(fd);
+    return neg_errno();
+  }
+  r = sds_send_fds(fd, msg, len, fds, nfds);
+  close(fd);
+  return r;
+}
+
+int sds_set_cloexec(int fd, int on) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return neg_errno();
+  flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+  if (fcntl(fd, F_SETFD, flags) < 0) return neg_errno();
+  return 0;
+}
+
+int sds_get_cloexec(int fd) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return neg_errno();
+  return (flags & FD_CLOEXEC) ? 1 : 0;
+}
+
+static int get_int_opt(int fd, int level, int name, int *out) {
+  socklen_t len = sizeof *out;
+  if (getsockopt(fd, level, name, out, &len) < 0) return neg_errno();
+  return 0;
+}
+
+int sds_socket_info(int fd, struct sds_sockinfo *out) {
+  struct sockaddr_storage ss;
+  socklen_t sslen = sizeof ss;
+  int r;
+
+  memset(out, 0, sizeof *out);
+  if ((r = get_int_opt(fd, SOL_SOCKET, SO_TYPE, &out->type)) < 0) return r;
+  if ((r = get_int_opt(fd, SOL_SOCKET, SO_DOMAIN, &out->family)) < 0) return r;
+  if ((r = get_int_opt(fd, SOL_SOCKET, SO_ACCEPTCONN, &out->listening)) < 0) return r;
+  if ((r = get_int_opt(fd, SOL_SOCKET, SO_REUSEPORT, &out->reuseport)) < 0) return r;
+  memset(&ss, 0, sizeof ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) return neg_errno();
+
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &sin->sin_addr, out->host, sizeof out->host);
+    out->port = ntohs(sin->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &sin6->sin6_addr, out->host, sizeof out->host);
+    out->port = ntohs(sin6->sin6_port);
+  } else if (ss.ss_family == AF_UNIX) {
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+    size_t n = sslen > offsetof(struct sockaddr_un, sun_path)
+                   ? sslen - offsetof(struct sockaddr_un, sun_path)
+                   : 0;
+    if (n > sizeof sun->sun_path) n = sizeof sun->sun_path;
+    if (n > 0 && sun->sun_path[0] == '\0') {
+      out->abstract = 1;
+      out->path_len = n - 1;
+      memcpy(out->path, sun->sun_path + 1, n - 1);
+    } else if (n > 0) {
+      out->path_len = strnlen(sun->sun_path, n);
+      memcpy(out->path, sun->sun_path, out->path_len);
+    }
+  }
+  return 0;
+}
+
+int sds_socketpair(int type, int fds[2]) {
+  if (socketpair(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0) return neg_errno();
+  return 0;
+}
+
+int sds_pipe(int fds[2]) {
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) return neg_errno();
+  return 0;
+}
+
+int sds_pidfd_id_self(uint64_t *out) {
+  struct stat st;
+  struct statfs sfs;
+  int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+  if (fd < 0) return neg_errno();
+  if (fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0) {
+    close_keep_errno(fd);
+    return neg_errno();
+  }
+  if ((unsigned long)sfs.f_type != SDS_PIDFS_MAGIC) {
+    close(fd);
+    return -EOPNOTSUPP;
+  }
+  close(fd);
+  *out = (uint64_t)st.st_ino;
+  return 0;
+}

@@ -1,0 +1,147 @@
+/** Helpers for process-level tests: every child is killed at teardown, every wait is bounded. */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { request } from 'node:http'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+/** Repository root (tests run from dist/test/…). */
+export const root = fileURLToPath(new URL('../../..', import.meta.url))
+/** A compiled fixture: dist/test/fixtures/NAME.js */
+export const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
+/** The compiled CLI. */
+export const cli = fileURLToPath(new URL('../../lib/cli.js', import.meta.url))
+
+interface Teardown {
+  teardown(fn: () => void | Promise<void>): void
+}
+
+export interface Tracked extends ChildProcess {
+  /** Everything written to stdout and stderr so far. */
+  output(): string
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string>
+}
+
+/** Spawn a process that the test's teardown kills (SIGKILL) if it is still running. */
+export function spawnTracked(t: Teardown, cmd: string, args: string[], options: SpawnOptions = {}): Tracked {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options }) as Tracked
+  let out = ''
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()))
+  child.output = () => out
+  child.exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'))
+  })
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL')
+      await child.exited
+    }
+  })
+  return child
+}
+
+/** Wait until the process's output matches re; rejects on exit or after timeoutMs. */
+export function waitForOutput(child: Tracked, re: RegExp, timeoutMs = 15000): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    const check = (): boolean => {
+      const m = re.exec(child.output())
+      if (m === null) return false
+      cleanup()
+      resolve(m)
+      return true
+    }
+    const onExit = (): void => {
+      setImmediate(() => {
+        if (!check()) {
+          cleanup()
+          reject(new Error(`process exited before printing ${re}; output:\n${child.output()}`))
+        }
+      })
+    }
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new Error(`timed out waiting for ${re}; output:\n${child.output()}`))
+    }, timeoutMs)
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      child.stdout?.off('data', check)
+      child.stderr?.off('data', check)
+      child.off('exit', onExit)
+    }
+    if (check()) return
+    child.stdout?.on('data', check)
+    child.stderr?.on('data', check)
+    child.once('exit', onExit)
+  })
+}
+
+export interface Reply {
+  status: number
+  body: string
+  headers: Record<string, string | string[] | undefined>
+}
+
+export interface GetOptions {
+  port?: number
+  host?: string
+  socketPath?: string
+  path?: string
+  headers?: Record<string, string>
+  /** Close the connection after the response (default true). */
+  close?: boolean
+  timeoutMs?: number
+}
+
+/** One HTTP GET, over TCP or a UNIX socket. */
+export function get(options: GetOptions): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: options.host ?? '127.0.0.1',
+        port: options.port,
+        socketPath: options.socketPath,
+        path: options.path ?? '/',
+        agent: false,
+        headers: { ...(options.close === false ? {} : { connection: 'close' }), ...options.headers },
+        timeout: options.timeoutMs ?? 10000,
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => (body += d))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
+        res.on('error', reject)
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error('request timed out')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** Retry get() until it answers (a server still starting), at most `tries` times. */
+export async function getWhenUp(options: GetOptions, tries = 100, delayMs = 50): Promise<Reply> {
+  let last: unknown
+  for (let i = 0; i < tries; i++) {
+    try {
+      return await get(options)
+    } catch (err) {
+      last = err
+      await new Promise((r) => setTimeout(r, delayMs))
+    }
+  }
+  throw last
+}
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, host, () => {
+      const a = s.address()
+      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0))
+    })
+  })
+}
