@@ -60,7 +60,6 @@ export function listenFds(options: ListenFdsOptions = {}): InheritedSocket[] {
     const wanted = parseDecimal('LISTEN_PIDFDID', pidfdText, 0xffffffffffffffffn)
     const ours = pidfdIdSelf()
     // A pid reused since systemd forked us: the fds are not ours (systemd >= 256).
-    /* c8 ignore next -- only a recycled pid can make these differ */
     if (ours !== null && ours !== wanted) return []
   }
 
@@ -92,12 +91,12 @@ export function listenFds(options: ListenFdsOptions = {}): InheritedSocket[] {
       info = socketInfo(fd)
     } catch (err) {
       const code = (err as { code?: string }).code
-      const problem =
-        code === 'EBADF'
-          ? `fd ${fd} (${name}) is not open`
-          : code === 'ENOTSOCK'
-            ? `fd ${fd} (${name}) is not a socket`
-            : `fd ${fd} (${name}) cannot be used: ${(err as Error).message}`
+      // A fd that was never passed is rarely EBADF in Node: its own epoll and
+      // eventfd descriptors take the lowest free numbers at startup (ENOTSOCK).
+      /* c8 ignore next 3 -- EBADF and other failures need fds Node has not reused */
+      let problem = `fd ${fd} (${name}) cannot be used: ${(err as Error).message}`
+      if (code === 'EBADF') problem = `fd ${fd} (${name}) is not open`
+      if (code === 'ENOTSOCK') problem = `fd ${fd} (${name}) is not a socket (was it passed?)`
       throw new ActivationError('LISTEN_FDS', countText, problem)
     }
     sockets.push({ fd, name, text: formatAddress(info.address), ...info })

@@ -1,7 +1,10 @@
 /** Helpers for process-level tests: every child is killed at teardown, every wait is bounded. */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { request } from 'node:http'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** Repository root (tests run from dist/test/…). */
@@ -144,4 +147,39 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0))
     })
   })
+}
+
+/**
+ * A fresh directory under the system temp dir, removed at teardown: short
+ * enough for UNIX socket paths (sun_path holds 108 bytes; tap's testdir is deeper).
+ */
+export function shortTmp(t: Teardown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sds-'))
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return dir
+}
+
+/**
+ * Run cmd under the real systemd-socket-activate with one -l per listen
+ * address. It passes children only HOME, PATH, TERM and LISTEN_*: forward
+ * NODE_* and tap's own variables so that coverage of the child is recorded.
+ */
+export async function socketActivate(
+  t: Teardown,
+  listens: string[],
+  fdnames: string[] | undefined,
+  cmd: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<Tracked> {
+  const args: string[] = []
+  for (const l of listens) args.push('-l', l)
+  if (fdnames !== undefined) args.push(`--fdname=${fdnames.join(':')}`)
+  for (const name of Object.keys(process.env))
+    if (name.startsWith('NODE_') || name.startsWith('_TAPJS')) args.push('-E', name)
+  for (const [k, v] of Object.entries(extraEnv)) args.push('-E', `${k}=${v}`)
+  const sa = spawnTracked(t, 'systemd-socket-activate', [...args, ...cmd])
+  await waitForOutput(sa, new RegExp(`as ${2 + listens.length}\\.`))
+  return sa
 }
