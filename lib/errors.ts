@@ -84,6 +84,35 @@ export class NativeLoadError extends SdserveError {
   }
 }
 
+/** The application module could not be loaded or is not something sdserve can serve (exit code 4). */
+export class AppLoadError extends SdserveError {
+  readonly app: string
+  constructor(app: string, message: string, cause?: unknown) {
+    super(ErrorCode.APP_LOAD, message, { cause })
+    this.app = app
+  }
+}
+
+/** A worker could not boot: it exited or timed out before listening (exit code 3). */
+export class WorkerBootError extends SdserveError {
+  constructor(message: string) {
+    super(ErrorCode.WORKER_BOOT, message)
+  }
+}
+
+/** Process exit codes of the sdserve command. */
+export const ExitCode = {
+  OK: 0,
+  /** An unexpected error in the master. */
+  FAILURE: 1,
+  /** Bad configuration or usage; nothing was started. */
+  CONFIG: 2,
+  /** A worker failed to boot (gunicorn's WORKER_BOOT_ERROR). */
+  WORKER_BOOT: 3,
+  /** The app failed to load (gunicorn's APP_LOAD_ERROR). */
+  APP_LOAD: 4,
+} as const
+
 /** A node-style system error, as `fs` and `net` raise them. */
 export interface SystemError extends Error {
   errno: number
