@@ -212,7 +212,7 @@ export function socketInfo(fd: number): SocketInfo {
   if (r.family === c.AF_INET || r.family === c.AF_INET6)
     address = { kind: 'inet', family: r.family === c.AF_INET ? 4 : 6, host: r.host, port: r.port }
   else if (r.family === c.AF_UNIX) {
-    if (r.abstract) address = { kind: 'abstract', name: r.path.toString('latin1') }
+    if (r.abstract) address = { kind: 'abstract', name: r.path.toString() }
     else if (r.path.length > 0) address = { kind: 'unix', path: r.path.toString() }
     else address = { kind: 'unnamed' }
   } else address = { kind: 'other', family: r.family }
@@ -227,7 +227,8 @@ export function formatAddress(address: SocketAddress): string {
     case 'unix':
       return `unix:${address.path}`
     case 'abstract':
-      return `unix:@${address.name}`
+      // Node pads abstract names with NULs to the full sun_path length.
+      return `unix:@${address.name.replace(/\0+$/, '')}`
     case 'unnamed':
       return 'unix:(unnamed)'
     case 'other':
@@ -238,11 +239,10 @@ export function formatAddress(address: SocketAddress): string {
 /** An AF_UNIX socket pair, close-on-exec and non-blocking. */
 export function socketPair(type: 'stream' | 'dgram' | 'seqpacket' = 'stream'): [number, number] {
   const a = loadAddon()
-  const t = { stream: a.constants.SOCK_STREAM, dgram: a.constants.SOCK_DGRAM, seqpacket: a.constants.SOCK_SEQPACKET }[
-    type
-  ]
-  if (t === undefined) throw new InvalidArgumentError('type', type, '"stream", "dgram" or "seqpacket"')
-  const r = a.socketPair(t)
+  const types = { stream: a.constants.SOCK_STREAM, dgram: a.constants.SOCK_DGRAM, seqpacket: a.constants.SOCK_SEQPACKET }
+  if (typeof type !== 'string' || !Object.hasOwn(types, type))
+    throw new InvalidArgumentError('type', type, '"stream", "dgram" or "seqpacket"')
+  const r = a.socketPair(types[type])
   /* c8 ignore next -- socketpair() fails only when out of fds or memory */
   if (typeof r === 'number') throw systemError('socketpair', r)
   return r

@@ -47,7 +47,8 @@ static int get_int(napi_env env, napi_value v, int32_t *out, const char *what) {
     return 0;
   }
   napi_get_value_double(env, v, &d);
-  if (d != (double)(int32_t)d) {
+  /* Range first: casting NaN, infinities or out-of-range doubles is undefined behaviour. */
+  if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != (double)(int32_t)d) {
     range_error(env, what);
     return 0;
   }
