@@ -19,7 +19,8 @@ interface RawSocketInfo {
 }
 
 interface Addon {
-  listenReusePort(family: number, host: string, port: number, backlog: number, v6only: boolean): number
+  listenTcp(family: number, host: string, port: number, backlog: number, v6only: boolean, reuseport: boolean): number
+  listenUnix(path: string, backlog: number, mode: number, uid: number, gid: number): number
   sendFds(sock: number, payload: Buffer, fds: number[]): number
   recvFds(sock: number, maxPayload: number, maxFds: number): number | { bytes: number; payload: Buffer; fds: number[] }
   notify(address: string, message: Buffer, fds: number[]): number
@@ -97,27 +98,69 @@ function checkPayload(payload: unknown, argument: string, min: number, max: numb
 
 const MAX_PAYLOAD = 1 << 20
 
-export interface ReusePortOptions {
+export interface TcpListenOptions {
   host: string
   port: number
   backlog?: number
   ipv6Only?: boolean
+  /** SO_REUSEPORT: several sockets on one port, the kernel balancing between them. */
+  reusePort?: boolean
+}
+/** Options of listenReusePort(). */
+export type ReusePortOptions = Omit<TcpListenOptions, 'reusePort'>
+
+function checkBacklog(backlog: unknown): number {
+  if (typeof backlog !== 'number' || !Number.isInteger(backlog) || backlog < 1 || backlog > 0x7fffffff)
+    throw new InvalidArgumentError('backlog', backlog, 'a positive integer')
+  return backlog
 }
 
 /**
- * A TCP listening socket with SO_REUSEPORT (and SO_REUSEADDR), close-on-exec and
- * non-blocking: what Node 20's `net` cannot make. Returns the fd.
+ * A TCP listening socket (SO_REUSEADDR; SO_REUSEPORT when asked), close-on-exec
+ * and non-blocking, made without Node's net module so that its fd can be
+ * handed to workers. Returns the fd.
  */
-export function listenReusePort({ host, port, backlog = 511, ipv6Only = false }: ReusePortOptions): number {
+export function listenTcp({ host, port, backlog = 511, ipv6Only = false, reusePort = false }: TcpListenOptions): number {
   const family = isIP(host)
   if (family === 0) throw new InvalidArgumentError('host', host, 'a numeric IPv4 or IPv6 address')
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new InvalidArgumentError('port', port, 'an integer from 0 to 65535')
-  if (!Number.isInteger(backlog) || backlog < 1 || backlog > 0x7fffffff)
-    throw new InvalidArgumentError('backlog', backlog, 'a positive integer')
+  checkBacklog(backlog)
   const a = loadAddon()
-  const r = a.listenReusePort(family === 6 ? a.constants.AF_INET6 : a.constants.AF_INET, host, port, backlog, ipv6Only)
+  const r = a.listenTcp(family === 6 ? a.constants.AF_INET6 : a.constants.AF_INET, host, port, backlog, ipv6Only, reusePort)
   if (r < 0) throw systemError('bind', r, { address: family === 6 ? `[${host}]` : host, port })
+  return r
+}
+
+/** A TCP listening socket with SO_REUSEPORT (and SO_REUSEADDR): what Node 20's `net` cannot make. Returns the fd. */
+export function listenReusePort(options: ReusePortOptions): number {
+  return listenTcp({ ...options, reusePort: true })
+}
+
+export interface UnixListenOptions {
+  backlog?: number
+  /** File mode, e.g. 0o660, set before listen(). */
+  mode?: number
+  uid?: number
+  gid?: number
+}
+
+/**
+ * A UNIX stream listening socket at an absolute path. Mode and owner are set
+ * between bind() and listen(), so no client connects while they are wrong.
+ * The path must be free (see removeStaleUnixSocket). Returns the fd.
+ */
+export function listenUnix(path: string, { backlog = 511, mode, uid, gid }: UnixListenOptions = {}): number {
+  if (typeof path !== 'string' || !path.startsWith('/') || Buffer.byteLength(path) > 107 || path.includes('\0'))
+    throw new InvalidArgumentError('path', path, 'an absolute path of at most 107 bytes')
+  checkBacklog(backlog)
+  if (mode !== undefined && (!Number.isInteger(mode) || mode < 0 || mode > 0o7777))
+    throw new InvalidArgumentError('mode', mode, 'a file mode from 0 to 0o7777')
+  for (const [name, id] of [['uid', uid], ['gid', gid]] as const)
+    if (id !== undefined && (!Number.isInteger(id) || id < 0 || id > 0x7fffffff))
+      throw new InvalidArgumentError(name, id, 'a non-negative integer id')
+  const r = loadAddon().listenUnix(path, backlog, mode ?? -1, uid ?? -1, gid ?? -1)
+  if (r < 0) throw systemError('bind', r, { path })
   return r
 }
 
@@ -158,8 +201,8 @@ export function recvFds(sock: number, { maxPayload = 65536, maxFds = 16 } = {}):
 
 /** Send one datagram to an sd_notify address ('/path' or '@abstract'). Returns bytes sent. */
 export function sendNotifyDatagram(address: string, message: Buffer, fds: number[] = []): number {
-  if (typeof address !== 'string' || Buffer.byteLength(address) < 2 || Buffer.byteLength(address) > 108)
-    throw new InvalidArgumentError('address', address, 'an absolute path or @name of 2 to 108 bytes')
+  if (typeof address !== 'string' || Buffer.byteLength(address) < 2 || Buffer.byteLength(address) > 107)
+    throw new InvalidArgumentError('address', address, 'an absolute path or @name of 2 to 107 bytes')
   checkPayload(message, 'message', 1, MAX_PAYLOAD)
   const r = loadAddon().notify(address, message, checkFds(fds))
   if (r < 0) throw systemError('sendmsg', r, { path: address })

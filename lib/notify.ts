@@ -13,6 +13,8 @@ export const NOTIFY_MESSAGE_MAX = 4096
 
 export type NotifyValue = string | number | bigint
 
+const UINT64_MAX = 0xffffffffffffffffn
+
 export interface NotifyResult {
   /** False when NOTIFY_SOCKET is unset: the process is not supervised by systemd. */
   sent: boolean
@@ -39,7 +41,7 @@ function checkLine(key: string, value: string): void {
 function positiveInteger(key: string, value: NotifyValue, allowZero = false): string {
   const ok =
     (typeof value === 'number' && Number.isSafeInteger(value) && (value > 0 || (allowZero && value === 0))) ||
-    (typeof value === 'bigint' && (value > 0n || (allowZero && value === 0n)))
+    (typeof value === 'bigint' && (value > 0n || (allowZero && value === 0n)) && value <= UINT64_MAX)
   if (!ok) throw new NotifyError(`${key} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${show(value)}`)
   return String(value)
 }
@@ -73,8 +75,8 @@ export class Notifier {
       throw new NotifyError(`NOTIFY_SOCKET=${socket}: AF_VSOCK notification sockets are not supported`)
     if (!socket.startsWith('/') && !socket.startsWith('@'))
       throw new NotifyError(`NOTIFY_SOCKET must be an absolute path or an @abstract name, got ${show(socket)}`)
-    if (Buffer.byteLength(socket) > 108 || socket.length < 2)
-      throw new NotifyError(`NOTIFY_SOCKET must be 2 to 108 bytes long, got ${show(socket)}`)
+    if (Buffer.byteLength(socket) > 107 || socket.length < 2)
+      throw new NotifyError(`NOTIFY_SOCKET must be 2 to 107 bytes long, got ${show(socket)}`)
     loadAddon()
     this.socket = socket
   }

@@ -24,7 +24,7 @@ export function watchdogUsec(options: WatchdogEnv = {}): bigint | null {
     delete env.WATCHDOG_PID
   }
   if (usecText === undefined) return null
-  if (!/^[0-9]{1,20}$/.test(usecText) || BigInt(usecText) === 0n)
+  if (!/^[0-9]{1,20}$/.test(usecText) || BigInt(usecText) === 0n || BigInt(usecText) > 0xffffffffffffffffn)
     throw new ConfigError('WATCHDOG_USEC', usecText, 'a positive integer number of microseconds')
   if (pidText !== undefined) {
     if (!/^[0-9]{1,10}$/.test(pidText) || Number(pidText) === 0)
@@ -54,7 +54,8 @@ export function startWatchdog(options: WatchdogOptions = {}): Watchdog | null {
   if (usec === null) return null
   const n = options.notifier ?? notifier()
   const healthy = options.healthy ?? (() => true)
-  const intervalMs = Math.max(1, Number(usec / 2000n))
+  // setInterval holds at most 2^31-1 ms; a longer watchdog is pinged more often than needed, never less.
+  const intervalMs = Math.min(2 ** 31 - 1, Math.max(1, Number(usec / 2000n)))
   let busy = false
   const tick = async (): Promise<void> => {
     if (busy) return // a slow health check must not pile up

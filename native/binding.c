@@ -135,21 +135,37 @@ static int get_fd(napi_env env, napi_value v, int32_t *fd) {
   return 1;
 }
 
-/* listenReusePort(family, host, port, backlog, v6only) -> fd | -errno */
-static napi_value listen_reuseport(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
+/* listenTcp(family, host, port, backlog, v6only, reuseport) -> fd | -errno */
+static napi_value listen_tcp(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
   int32_t family, port, backlog;
-  int v6only;
+  int v6only, reuseport;
   char host[64];
   size_t hlen;
-  if (!get_args(env, info, argv, 5)) return NULL;
+  if (!get_args(env, info, argv, 6)) return NULL;
   if (!get_int(env, argv[0], &family, "family must be an integer") ||
       !get_string(env, argv[1], host, sizeof host, &hlen, "host must be a numeric IP address string") ||
       !get_int(env, argv[2], &port, "port must be an integer") ||
       !get_int(env, argv[3], &backlog, "backlog must be an integer") ||
-      !get_bool(env, argv[4], &v6only, "v6only must be a boolean"))
+      !get_bool(env, argv[4], &v6only, "v6only must be a boolean") ||
+      !get_bool(env, argv[5], &reuseport, "reuseport must be a boolean"))
     return NULL;
-  return make_int(env, sds_listen_reuseport(family, host, port, backlog, v6only));
+  return make_int(env, sds_listen_tcp(family, host, port, backlog, v6only, reuseport));
+}
+
+/* listenUnix(path, backlog, mode, uid, gid) -> fd | -errno; -1 leaves mode or owner as they are */
+static napi_value listen_unix(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  char path[SDS_PATH_MAX];
+  size_t plen;
+  int32_t backlog, mode, uid, gid;
+  if (!get_args(env, info, argv, 5)) return NULL;
+  if (!get_string(env, argv[0], path, sizeof path, &plen, "path must be a string of at most 107 bytes") ||
+      !get_int(env, argv[1], &backlog, "backlog must be an integer") ||
+      !get_int(env, argv[2], &mode, "mode must be an integer") ||
+      !get_int(env, argv[3], &uid, "uid must be an integer") || !get_int(env, argv[4], &gid, "gid must be an integer"))
+    return NULL;
+  return make_int(env, sds_listen_unix(path, backlog, mode, uid, gid));
 }
 
 /* sendFds(sock, payload, fds) -> bytes | -errno */
@@ -302,7 +318,8 @@ static void set_const(napi_env env, napi_value obj, const char *name, int v) {
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor fns[] = {
-      {"listenReusePort", NULL, listen_reuseport, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listenUnix", NULL, listen_unix, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendFds", NULL, send_fds, NULL, NULL, NULL, napi_enumerable, NULL},
       {"recvFds", NULL, recv_fds, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notify", NULL, notify, NULL, NULL, NULL, napi_enumerable, NULL},

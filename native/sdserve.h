@@ -24,10 +24,16 @@ struct sds_sockinfo {
   int abstract;      /* AF_UNIX: 1 when the name is in the abstract namespace */
 };
 
-/* A TCP listening socket with SO_REUSEADDR and SO_REUSEPORT, created
- * SOCK_CLOEXEC | SOCK_NONBLOCK. family is AF_INET or AF_INET6; host is a
- * numeric address. Returns the fd. */
-int sds_listen_reuseport(int family, const char *host, int port, int backlog, int v6only);
+/* A TCP listening socket with SO_REUSEADDR (and SO_REUSEPORT when reuseport
+ * is non-zero), created SOCK_CLOEXEC | SOCK_NONBLOCK. family is AF_INET or
+ * AF_INET6; host is a numeric address. Returns the fd. */
+int sds_listen_tcp(int family, const char *host, int port, int backlog, int v6only, int reuseport);
+
+/* A UNIX stream listening socket at path, close-on-exec and non-blocking.
+ * The file gets mode (when >= 0) and owner (uid/gid when >= 0) before
+ * listen(), so no client can connect while the permissions are wrong; on
+ * failure after bind() the file is removed. Returns the fd. */
+int sds_listen_unix(const char *path, int backlog, int mode, int uid, int gid);
 
 /* sendmsg() of payload (at least one byte) with fds as SCM_RIGHTS. */
 int sds_send_fds(int sock, const void *payload, size_t len, const int *fds, size_t nfds);

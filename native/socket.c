@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -27,7 +28,7 @@ static void close_keep_errno(int fd) {
   errno = saved;
 }
 
-int sds_listen_reuseport(int family, const char *host, int port, int backlog, int v6only) {
+int sds_listen_tcp(int family, const char *host, int port, int backlog, int v6only, int reuseport) {
   struct sockaddr_storage ss;
   socklen_t sslen;
   int one = 1;
@@ -54,11 +55,39 @@ int sds_listen_reuseport(int family, const char *host, int port, int backlog, in
   fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return neg_errno();
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
       (family == AF_INET6 &&
        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) ||
       bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, backlog) < 0) {
     close_keep_errno(fd);
+    return neg_errno();
+  }
+  return fd;
+}
+
+int sds_listen_unix(const char *path, int backlog, int mode, int uid, int gid) {
+  struct sockaddr_un sun;
+  size_t len = strlen(path);
+  int fd;
+
+  if (backlog < 0 || path[0] != '/') return -EINVAL;
+  if (len >= sizeof sun.sun_path) return -ENAMETOOLONG;
+  memset(&sun, 0, sizeof sun);
+  sun.sun_family = AF_UNIX;
+  memcpy(sun.sun_path, path, len);
+
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return neg_errno();
+  if (bind(fd, (struct sockaddr *)&sun, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1)) < 0) {
+    close_keep_errno(fd);
+    return neg_errno();
+  }
+  if ((mode >= 0 && chmod(path, (mode_t)mode) < 0) ||
+      ((uid >= 0 || gid >= 0) && chown(path, (uid_t)uid, (gid_t)gid) < 0) || listen(fd, backlog) < 0) {
+    int saved = errno;
+    unlink(path);
+    close(fd);
+    errno = saved;
     return neg_errno();
   }
   return fd;
@@ -166,8 +195,15 @@ int sds_notify(const char *addr, size_t addr_len, const void *msg, size_t len, c
     sunlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + addr_len + 1);
   }
 
+  /* Blocking, unlike every other socket here, but for at most a second: a
+   * full systemd queue must neither freeze the caller's event loop for long
+   * nor drop READY=1 at the first moment of congestion (EAGAIN after 1 s). */
   fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return neg_errno();
+  {
+    struct timeval tv = {.tv_sec = 1, .tv_usec = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   if (connect(fd, (struct sockaddr *)&sun, sunlen) < 0) {
     close_keep_errno(fd);
     return neg_errno();

@@ -4,10 +4,10 @@
  * datagrams, close-on-exec, socket descriptions, and the raw addon's own
  * argument checks.
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs'
+import { closeSync, constants as fsConstants, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect, createServer, type Server } from 'node:net'
-import { constants as osConstants } from 'node:os'
+import { constants as osConstants, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t, { type Test } from 'tap'
@@ -16,6 +16,8 @@ import {
   formatAddress,
   getCloexec,
   listenReusePort,
+  listenTcp,
+  listenUnix,
   packageRoot,
   pidfdIdSelf,
   pipe,
@@ -640,11 +642,16 @@ t.test('raw addon: TypeError / RangeError, never a crash', async (t) => {
     ['sendFds', [0, p, [-1]], 'RangeError'],
     ['sendFds', [0, p, Array.from({ length: 254 }, () => 0)], 'RangeError'],
     ['sendFds', [0, Buffer.alloc((1 << 20) + 1), []], 'RangeError'],
-    ['listenReusePort', [2, 5, 0, 1, false], 'TypeError'],
-    ['listenReusePort', [2, '127.0.0.1', '80', 1, false], 'TypeError'],
-    ['listenReusePort', [2, '127.0.0.1', 0, 1, 'yes'], 'TypeError'],
-    ['listenReusePort', [2, '1'.repeat(100), 0, 1, false], 'RangeError'],
-    ['listenReusePort', [2.5, '127.0.0.1', 0, 1, false], 'RangeError'],
+    ['listenTcp', [2, 5, 0, 1, false, true], 'TypeError'],
+    ['listenTcp', [2, '127.0.0.1', '80', 1, false, true], 'TypeError'],
+    ['listenTcp', [2, '127.0.0.1', 0, 1, 'yes', true], 'TypeError'],
+    ['listenTcp', [2, '127.0.0.1', 0, 1, false], 'TypeError'],
+    ['listenTcp', [2, '1'.repeat(100), 0, 1, false, true], 'RangeError'],
+    ['listenTcp', [2.5, '127.0.0.1', 0, 1, false, true], 'RangeError'],
+    ['listenUnix', [5, 1, -1, -1, -1], 'TypeError'],
+    ['listenUnix', [`/${'x'.repeat(200)}`, 1, -1, -1, -1], 'RangeError'],
+    ['listenUnix', ['/tmp/x', 1, '0660', -1, -1], 'TypeError'],
+    ['listenUnix', ['/tmp/x', 1, -1, 1.5, -1], 'RangeError'],
     ['socketInfo', [1.5], 'RangeError'],
     ['socketInfo', [-1], 'RangeError'],
     ['socketInfo', [2 ** 31], 'RangeError'],
@@ -727,4 +734,39 @@ t.test('no build and no prebuilds: NativeLoadError', async (t) => {
   t.equal(typeof r.cause, 'string', 'the cause is kept')
   t.equal(r.available, false, 'addonAvailable() is false')
   t.equal(r.availableAgain, false, 'and stays false')
+})
+
+// ---------------------------------------------------------------------------
+// 10. listenTcp without SO_REUSEPORT, listenUnix
+
+t.test('listenTcp without reusePort, and listenUnix', async (t) => {
+  const a = listenTcp({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => closeSync(a))
+  const info = socketInfo(a)
+  t.match(info, { type: 'stream', listening: true, reusePort: false })
+  const port = (info.address as { port: number }).port
+  t.throws(() => listenTcp({ host: '127.0.0.1', port }), { code: 'EADDRINUSE' }, 'a plain socket owns its port')
+  t.throws(() => listenTcp({ host: '127.0.0.1', port: 0, backlog: 0 }), { code: 'SDSERVE_ERR_INVALID_ARG' })
+
+  const dir = mkdtempSync(join(tmpdir(), 'sds-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'u.sock')
+  const u = listenUnix(path, { mode: 0o600, uid: process.getuid!(), gid: process.getgid!() })
+  t.teardown(() => closeSync(u))
+  t.equal(statSync(path).mode & 0o777, 0o600, 'mode set before listen()')
+  t.same(socketInfo(u).address, { kind: 'unix', path })
+  t.equal(getCloexec(u), true)
+  t.throws(() => listenUnix(path), { code: 'EADDRINUSE', message: `bind EADDRINUSE: address already in use ${path}` })
+  // chown to an id that does not exist still works as root; a failing chmod/chown removes the file again
+  const denied = join(dir, 'no-such-dir', 'x.sock')
+  t.throws(() => listenUnix(denied), { code: 'ENOENT' })
+  for (const [args, re] of [
+    [['relative.sock'], /path must be an absolute path/],
+    [[`/${'x'.repeat(120)}`], /path must be an absolute path of at most 107 bytes/],
+    [[path, { backlog: -1 }], /backlog must be a positive integer/],
+    [[path, { mode: 0o10000 }], /mode must be a file mode/],
+    [[path, { uid: -2 }], /uid must be a non-negative integer id/],
+    [[path, { gid: 1.5 }], /gid must be a non-negative integer id/],
+  ] as const)
+    t.throws(() => listenUnix(...(args as unknown as Parameters<typeof listenUnix>)), { code: 'SDSERVE_ERR_INVALID_ARG', message: re })
 })
