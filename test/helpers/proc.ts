@@ -183,3 +183,55 @@ export async function socketActivate(
   await waitForOutput(sa, new RegExp(`as ${2 + listens.length}\\.`))
   return sa
 }
+
+export interface LoadResult {
+  ok: number
+  failed: number
+  errors: string[]
+  bodies: string[]
+}
+
+/**
+ * A bounded concurrent client: `concurrency` loops of Connection: close GETs
+ * until `until()` says stop (checked between requests) or `maxRequests` have
+ * been made. Every failure (error or non-200) is counted.
+ */
+export async function load(
+  options: GetOptions & { concurrency?: number; maxRequests?: number; until: () => boolean },
+): Promise<LoadResult> {
+  const result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: [] }
+  const max = options.maxRequests ?? 5000
+  let started = 0
+  const loop = async (): Promise<void> => {
+    while (!options.until() && started < max) {
+      started++
+      try {
+        const r = await get(options)
+        if (r.status === 200) {
+          result.ok++
+          result.bodies.push(r.body)
+        } else {
+          result.failed++
+          result.errors.push(`status ${r.status}`)
+        }
+      } catch (err) {
+        result.failed++
+        result.errors.push((err as Error).message)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: options.concurrency ?? 8 }, loop))
+  return result
+}
+
+/** Resolve after ms. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Poll cond every 20 ms until it is true; rejects after about timeoutMs (a bounded count of polls). */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 15000): Promise<void> {
+  for (let i = 0; i * 20 < timeoutMs; i++) {
+    if (await cond()) return
+    await sleep(20)
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}

@@ -1,0 +1,668 @@
+/**
+ * The master (gunicorn's "arbiter"): owns the listening sockets, spawns
+ * worker generations, reaps and replaces workers, watches their heartbeats,
+ * handles signals, and is the only process that talks to systemd.
+ *
+ * Invariants:
+ * - at most one worker generation is not yet ready (a reload in progress);
+ * - READY=1 is sent only once every worker of the serving generation listens,
+ *   and a reload is reported finished only after the new generation serves
+ *   and the old one has been told to drain;
+ * - a socket systemd gave us is never closed or unlinked; the master holds
+ *   every listening fd for its whole life, so a worker exiting (crash,
+ *   reload, recycle) never drops a connection the kernel has queued;
+ * - a failing app, reload or worker costs that worker or that reload, never
+ *   the generation that serves.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync } from 'node:fs'
+import { EventEmitter } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { inheritedSockets } from './activation.js'
+import type { Config, ConfigSources } from './config.js'
+import { AppLoadError, ExitCode, WorkerBootError } from './errors.js'
+import { canChangeIdentity, resolveOwner, workerIdentity } from './identity.js'
+import { closeListeners, openListeners, openReusePortSocket, type Listener } from './listeners.js'
+import { Logger } from './logger.js'
+import { Notifier, oneLine } from './notify.js'
+import { removePidFile, writePidFile } from './pidfile.js'
+import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage } from './protocol.js'
+import { startWatchdog, type Watchdog } from './watchdog.js'
+
+const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url))
+
+/** Crash backoff: first replacement at once, then 100 ms doubling up to 10 s. */
+const BACKOFF_MIN_MS = 100
+const BACKOFF_MAX_MS = 10000
+/** A worker that served this long resets its slot's crash count. */
+const STABLE_MS = 10000
+
+type WorkerState = 'booting' | 'ready' | 'stopping'
+
+interface WorkerRecord {
+  /** Slot number, 1..workers: stable across generations (reuse-port mode gives each slot its own socket). */
+  id: number
+  generation: number
+  child: ChildProcess
+  pid: number
+  state: WorkerState
+  readyAt: number
+  lastBeat: number
+  requests: number
+  inflight: InflightRequest[]
+  /** Asked to be replaced (max-requests) and a replacement is on its way. */
+  retiring: boolean
+  /** Why the master killed it, for the exit log. */
+  killReason?: string
+  booted: Promise<void>
+  resolveBoot: () => void
+  rejectBoot: (err: Error) => void
+  exited: Promise<void>
+}
+
+export interface MasterEvents {
+  ready: [{ generation: number; workers: number }]
+  reload: [{ ok: boolean; generation: number; error?: string }]
+  'worker-exit': [{ id: number; pid: number; generation: number; code: number | null; signal: string | null }]
+  stopped: [{ code: number }]
+}
+
+export interface MasterOptions {
+  /** Re-reads the configuration on reload (SIGHUP); default: keep the current one. */
+  reloadConfig?: () => Promise<Config>
+  /** Install signal handlers (default true). The library API may turn them off. */
+  signals?: boolean
+  notifier?: Notifier
+  logger?: Logger
+}
+
+function jitter(max: number): number {
+  return max > 0 ? Math.floor(Math.random() * (max + 1)) : 0
+}
+
+export class Master extends EventEmitter<MasterEvents> {
+  config: Config
+  private readonly reloadConfigFn: (() => Promise<Config>) | undefined
+  private readonly notifier: Notifier
+  readonly log: Logger
+  private sockets: Listener[] = []
+  /** reuse-port mode: per slot, one SO_REUSEPORT socket per TCP listener (by listener index). */
+  private readonly slotSockets = new Map<number, Map<number, number>>()
+  private readonly workers = new Map<number, WorkerRecord>()
+  private generation = 0
+  /** The generation that serves (the newest one that booted completely). */
+  private serving = 0
+  private readonly crashes = new Map<number, number>()
+  private readonly respawnTimers = new Map<number, NodeJS.Timeout>()
+  private reloading: Promise<boolean> | undefined
+  private reloadAgain = false
+  private stopping: Promise<number> | undefined
+  /** Set when a stop (or a failed start) begins: nothing is respawned or reloaded after it. */
+  private halting = false
+  private stopCode: number = ExitCode.OK
+  /** Appended to STATUS= until the next successful reload: why the last one failed. */
+  private statusNote = ''
+  private served = 0
+  private lastStatus = ''
+  private monitor: NodeJS.Timeout | undefined
+  private watchdog: Watchdog | null = null
+  private readonly signalHandlers: Array<[NodeJS.Signals, () => void]> = []
+  private readonly useSignals: boolean
+  private pidFile: string | undefined
+  private identity: { uid?: number; gid?: number } = {}
+
+  constructor(config: Config, options: MasterOptions = {}) {
+    super()
+    this.config = config
+    this.reloadConfigFn = options.reloadConfig
+    this.useSignals = options.signals ?? true
+    // The master alone talks to systemd (NotifyAccess=main): workers must not see these.
+    this.notifier = options.notifier ?? new Notifier()
+    this.log = options.logger ?? new Logger()
+  }
+
+  /** Milliseconds a worker may go without a heartbeat; 0 = never killed for it. */
+  private get timeoutMs(): number {
+    return Math.round(this.config.timeout * 1000)
+  }
+
+  /** How long a worker may take to boot (load the app and listen). */
+  private get bootTimeoutMs(): number {
+    return this.timeoutMs > 0 ? this.timeoutMs : 30000
+  }
+
+  private get heartbeatMs(): number {
+    return this.timeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(this.timeoutMs / 4))) : 1000
+  }
+
+  /**
+   * Open the sockets, start the first generation and report READY=1 once
+   * every worker listens. Resolves when serving; rejects (and cleans up) when
+   * startup fails: AppLoadError (exit 4), WorkerBootError (exit 3), others.
+   */
+  async start(): Promise<void> {
+    const config = this.config
+    if (config.umask !== undefined) process.umask(config.umask)
+    if (config.chdir !== undefined) process.chdir(config.chdir)
+    this.identity = workerIdentity(config)
+    if ((this.identity.uid !== undefined || this.identity.gid !== undefined) && !canChangeIdentity())
+      throw new WorkerBootError('--user and --group need the master to run as root')
+    if (config.pid !== undefined) {
+      writePidFile(config.pid)
+      this.pidFile = config.pid
+    }
+    try {
+      this.sockets = await openListeners(config.bind, inheritedSockets(), {
+        backlog: config.backlog,
+        reusePort: config.balance === 'reuse-port',
+        unixSocketMode: config.unixSocketMode,
+        unixSocketOwner: config.unixSocketOwner === undefined ? undefined : resolveOwner(config.unixSocketOwner),
+        warn: (m) => this.log.warn(m),
+      })
+      if (config.balance === 'reuse-port' && !this.sockets.some((l) => l.reusePort === true))
+        this.log.warn('balance reuse-port applies to TCP binds sdserve creates; every socket here is shared')
+      this.installSignals()
+      this.log.info(`sdserve ${version()} master ${process.pid}: listening on ${this.sockets.map((l) => l.text).join(', ')}`)
+      this.extendTimeout(this.bootTimeoutMs)
+      this.status(`starting ${config.workers} workers`)
+      const generation = await this.startGeneration(config.workers)
+      this.serving = generation
+      this.monitor = setInterval(() => this.check(), Math.min(1000, this.heartbeatMs))
+      this.monitor.unref()
+      this.watchdog = startWatchdog({
+        notifier: this.notifier,
+        unsetEnv: true,
+        healthy: () => this.healthy(),
+        onSkip: (reason) => this.log.warn(`watchdog ping skipped: ${reason}`),
+      })
+      this.ready()
+      this.emit('ready', { generation, workers: config.workers })
+    } catch (err) {
+      this.log.error(`startup failed: ${(err as Error).message}`)
+      await this.shutdown(false)
+      this.sendFailure(err as Error)
+      throw err
+    }
+  }
+
+  private installSignals(): void {
+    if (!this.useSignals) return
+    const on = (signal: NodeJS.Signals, fn: () => void): void => {
+      process.on(signal, fn)
+      this.signalHandlers.push([signal, fn])
+    }
+    on('SIGHUP', () => void this.reload())
+    on('SIGTERM', () => void this.stop(true))
+    on('SIGINT', () => void this.stop(false))
+    on('SIGQUIT', () => void this.stop(false))
+    on('SIGTTIN', () => this.scale(1))
+    on('SIGTTOU', () => this.scale(-1))
+    on('SIGUSR1', () => this.reopenLogs())
+    // Its default action would kill the master; binary upgrade is not part of this version.
+    on('SIGUSR2', () => this.log.warn('SIGUSR2 (binary upgrade) is not supported by this version: ignored'))
+  }
+
+  /** Spawn a whole generation and wait until every worker listens; on failure kill it and throw. */
+  private async startGeneration(count: number): Promise<number> {
+    const generation = ++this.generation
+    const records: WorkerRecord[] = []
+    for (let id = 1; id <= count; id++) records.push(this.spawnWorker(id, generation))
+    try {
+      await Promise.all(records.map((r) => r.booted))
+    } catch (err) {
+      for (const r of records) this.kill(r, 'SIGKILL', 'its generation failed to boot')
+      await Promise.all(records.map((r) => r.exited))
+      throw err
+    }
+    return generation
+  }
+
+  private workerEnv(id: number): NodeJS.ProcessEnv {
+    const env = { ...process.env }
+    for (const k of ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PIDFDID'])
+      Reflect.deleteProperty(env, k)
+    env.SDSERVE_WORKER_ID = String(id)
+    return env
+  }
+
+  /** The fds a worker in slot id serves: the shared sockets, or its slot's SO_REUSEPORT sockets. */
+  private fdsFor(id: number): number[] {
+    return this.sockets.map((l, index) => {
+      if (l.reusePort !== true || id === 1) return l.fd
+      let slot = this.slotSockets.get(id)
+      if (slot === undefined) this.slotSockets.set(id, (slot = new Map<number, number>()))
+      let fd = slot.get(index)
+      if (fd === undefined) slot.set(index, (fd = openReusePortSocket(l, this.config.backlog)))
+      return fd
+    })
+  }
+
+  private spawnWorker(id: number, generation: number): WorkerRecord {
+    const config = this.config
+    const fds = this.fdsFor(id)
+    const child = spawn(process.execPath, [...process.execArgv, WORKER_MAIN], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
+      env: this.workerEnv(id),
+      cwd: process.cwd(),
+      ...this.identity,
+    })
+    let resolveBoot!: () => void
+    let rejectBoot!: (err: Error) => void
+    const booted = new Promise<void>((resolve, reject) => {
+      resolveBoot = resolve
+      rejectBoot = reject
+    })
+    booted.catch(() => undefined) // observed by whoever awaits it; never an unhandled rejection
+    let exitedResolve!: () => void
+    const exited = new Promise<void>((resolve) => (exitedResolve = resolve))
+    const now = Date.now()
+    const record: WorkerRecord = {
+      id,
+      generation,
+      child,
+      pid: child.pid ?? 0,
+      state: 'booting',
+      readyAt: 0,
+      lastBeat: now,
+      requests: 0,
+      inflight: [],
+      retiring: false,
+      booted,
+      resolveBoot,
+      rejectBoot,
+      exited,
+    }
+    const bootTimer = setTimeout(() => {
+      if (record.state !== 'booting') return
+      record.rejectBoot(new WorkerBootError(`worker ${id} (pid ${record.pid}) did not boot within ${this.bootTimeoutMs} ms`))
+      this.kill(record, 'SIGKILL', 'boot timeout')
+    }, this.bootTimeoutMs)
+    bootTimer.unref()
+    child.on('message', (message: unknown) => {
+      if (isOurs(message)) this.onMessage(record, message as WorkerMessage)
+    })
+    child.on('error', (err) => {
+      this.log.error(`worker ${id}: ${err.message}`)
+    })
+    // 'close', not 'exit': it comes after the last IPC message (an app-error must be seen first).
+    child.on('close', (code, signal) => {
+      clearTimeout(bootTimer)
+      this.onExit(record, code, signal)
+      exitedResolve()
+    })
+    /* c8 ignore next 4 -- spawn() of process.execPath fails only when out of memory or pids */
+    if (child.pid === undefined) {
+      record.rejectBoot(new WorkerBootError(`worker ${id} could not be spawned`))
+      return record
+    }
+    this.workers.set(record.pid, record)
+    const boot: MasterMessage = {
+      cmd: CMD,
+      act: 'boot',
+      id,
+      generation,
+      app: config.app,
+      cwd: process.cwd(),
+      listeners: this.sockets.map((l) => ({ name: l.name, text: l.text })),
+      keepAliveMs: Math.round(config.keepAlive * 1000),
+      maxRequests: config.maxRequests > 0 ? config.maxRequests + jitter(config.maxRequestsJitter) : 0,
+      heartbeatMs: this.heartbeatMs,
+      gracefulTimeoutMs: Math.round(config.gracefulTimeout * 1000),
+    }
+    child.send(boot)
+    this.log.debug(`worker ${id} (pid ${record.pid}, generation ${generation}) spawned`)
+    return record
+  }
+
+  private onMessage(record: WorkerRecord, message: WorkerMessage): void {
+    dispatch(message, {
+      listening: (m) => {
+        record.state = 'ready'
+        record.readyAt = record.lastBeat = Date.now()
+        this.log.info(`worker ${record.id} (pid ${record.pid}, generation ${record.generation}) serving ${m.description}`)
+        record.resolveBoot()
+      },
+      'app-error': (m) => {
+        this.log.error(`worker ${record.id} (pid ${record.pid}): the app failed to load: ${m.stack}`)
+        record.rejectBoot(new AppLoadError(this.config.app, m.message))
+      },
+      heartbeat: (m) => {
+        record.lastBeat = Date.now()
+        this.served += m.requests - record.requests
+        record.requests = m.requests
+        record.inflight = m.inflight
+      },
+      retire: (m) => {
+        this.served += m.requests - record.requests
+        record.requests = m.requests
+        void this.recycle(record)
+      },
+    })
+  }
+
+  private onExit(record: WorkerRecord, code: number | null, signal: NodeJS.Signals | null): void {
+    this.workers.delete(record.pid)
+    const how = signal !== null ? `signal ${signal}` : `code ${code}`
+    const why = record.killReason !== undefined ? ` (${record.killReason})` : ''
+    const expected = record.state === 'stopping'
+    if (record.state === 'booting')
+      record.rejectBoot(new WorkerBootError(`worker ${record.id} (pid ${record.pid}) exited with ${how} before it listened`))
+    if (expected) this.log.info(`worker ${record.id} (pid ${record.pid}) exited with ${how}${why}`)
+    else this.log.error(`worker ${record.id} (pid ${record.pid}, generation ${record.generation}) exited with ${how}${why}`)
+    this.emit('worker-exit', { id: record.id, pid: record.pid, generation: record.generation, code, signal })
+    this.releaseSlots()
+    if (expected || this.halting || record.generation !== this.serving) return
+    // An unexpected exit of a serving worker: replace it, with backoff when the slot keeps crashing.
+    const stable = record.readyAt > 0 && Date.now() - record.readyAt >= STABLE_MS
+    const crashes = stable ? 0 : (this.crashes.get(record.id) ?? 0)
+    this.crashes.set(record.id, crashes + 1)
+    const delay = crashes === 0 ? 0 : Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (crashes - 1))
+    if (delay > 0) this.log.warn(`worker ${record.id} keeps crashing: replacing it in ${delay} ms`)
+    this.scheduleRespawn(record.id, delay)
+    this.updateStatus()
+  }
+
+  private scheduleRespawn(id: number, delay: number): void {
+    if (this.respawnTimers.has(id)) return
+    const timer = setTimeout(() => {
+      this.respawnTimers.delete(id)
+      if (this.halting || id > this.config.workers) return
+      if (this.live(this.serving).some((r) => r.id === id)) return
+      const r = this.spawnWorker(id, this.serving)
+      r.booted.then(
+        () => this.updateStatus(),
+        (err: unknown) => this.log.error(`replacement for worker ${id} failed: ${(err as Error).message}`),
+      )
+    }, delay)
+    this.respawnTimers.set(id, timer)
+  }
+
+  /** Workers of a generation that are not on their way out. */
+  private live(generation: number): WorkerRecord[] {
+    return [...this.workers.values()].filter((r) => r.generation === generation && r.state !== 'stopping' && !r.retiring)
+  }
+
+  /** max-requests: start a replacement in the same slot, then drain the old worker. */
+  private async recycle(record: WorkerRecord): Promise<void> {
+    if (record.retiring || record.state !== 'ready' || this.halting) return
+    record.retiring = true
+    this.log.info(`worker ${record.id} (pid ${record.pid}) served ${record.requests} requests: recycling it`)
+    const replacement = this.spawnWorker(record.id, record.generation)
+    try {
+      await replacement.booted
+      this.stopWorker(record, true)
+    } catch (err) {
+      record.retiring = false
+      this.log.error(`worker ${record.id}: replacement failed (${(err as Error).message}); the old worker keeps serving`)
+    }
+  }
+
+  private kill(record: WorkerRecord, signal: NodeJS.Signals, reason: string): void {
+    record.killReason ??= reason
+    if (record.child.exitCode === null && record.child.signalCode === null) record.child.kill(signal)
+  }
+
+  /** Tell a worker to stop; kill it when it overstays the graceful timeout. */
+  private stopWorker(record: WorkerRecord, graceful: boolean): void {
+    if (record.state === 'stopping') return
+    record.state = 'stopping'
+    const timeoutMs = graceful ? Math.round(this.config.gracefulTimeout * 1000) : 0
+    const message: MasterMessage = { cmd: CMD, act: 'stop', graceful, timeoutMs }
+    if (record.child.connected) record.child.send(message, (err) => err && this.kill(record, 'SIGKILL', 'its IPC channel failed'))
+    else this.kill(record, graceful ? 'SIGTERM' : 'SIGQUIT', 'stop')
+    // The worker exits by itself at its own deadline; this is the backstop.
+    const timer = setTimeout(() => this.kill(record, 'SIGKILL', 'graceful timeout'), timeoutMs + (graceful ? 1000 : 2000))
+    timer.unref()
+    void record.exited.then(() => clearTimeout(timer))
+  }
+
+  /** Heartbeats: kill a worker whose event loop has been blocked past --timeout. */
+  private check(): void {
+    const now = Date.now()
+    if (this.timeoutMs > 0)
+      for (const r of this.workers.values()) {
+        if (r.state !== 'ready' || now - r.lastBeat <= this.timeoutMs) continue
+        const doing =
+          r.inflight.length > 0
+            ? `in flight at its last heartbeat: ${r.inflight.map((i) => `${i.method} ${i.url} (running ${i.ms} ms)`).join(', ')}`
+            : 'no request was in flight at its last heartbeat'
+        this.log.error(
+          `worker ${r.id} (pid ${r.pid}) timed out: no heartbeat for ${now - r.lastBeat} ms (event loop blocked?); killing it; ${doing}`,
+        )
+        this.kill(r, 'SIGKILL', 'timeout')
+        // Still 'ready' until it exits: onExit replaces it.
+      }
+    this.updateStatus()
+  }
+
+  /** For the watchdog: the master runs (this is called) and at least one serving worker has a fresh heartbeat. */
+  private healthy(): boolean {
+    const limit = this.timeoutMs > 0 ? this.timeoutMs : 10 * this.heartbeatMs
+    const now = Date.now()
+    return [...this.workers.values()].some((r) => r.state === 'ready' && now - r.lastBeat <= limit)
+  }
+
+  /** TTIN / TTOU: one worker more or fewer (never fewer than one). */
+  scale(delta: number): void {
+    if (this.halting) return
+    const workers = Math.max(1, this.config.workers + delta)
+    if (workers === this.config.workers) {
+      this.log.warn('TTOU: already down to one worker')
+      return
+    }
+    this.config = { ...this.config, workers }
+    this.log.info(`scaling to ${workers} workers`)
+    this.reconcile()
+  }
+
+  /** Bring the serving generation to config.workers: spawn missing slots, drain extra ones. */
+  private reconcile(): void {
+    if (this.reloading !== undefined || this.halting) return
+    const live = this.live(this.serving)
+    for (const r of live) if (r.id > this.config.workers) this.stopWorker(r, true)
+    for (let id = 1; id <= this.config.workers; id++)
+      if (!live.some((r) => r.id === id) && !this.respawnTimers.has(id)) this.scheduleRespawn(id, 0)
+    this.updateStatus()
+  }
+
+  /** reuse-port mode: close the sockets of slots that no worker uses any more. */
+  private releaseSlots(): void {
+    for (const [id, slot] of this.slotSockets) {
+      if (id <= this.config.workers || [...this.workers.values()].some((r) => r.id === id)) continue
+      for (const fd of slot.values()) closeSync(fd)
+      this.slotSockets.delete(id)
+    }
+  }
+
+  /**
+   * Reload (SIGHUP): RELOADING=1, re-read the config, start a new generation
+   * that loads the app afresh, wait until it serves, drain the old one,
+   * READY=1. A generation that fails to boot is killed and the old one keeps
+   * serving; STATUS= and the log say why. Resolves true on success.
+   */
+  reload(): Promise<boolean> {
+    if (this.halting) return Promise.resolve(false)
+    if (this.reloading !== undefined) {
+      this.reloadAgain = true
+      return this.reloading
+    }
+    const run = async (): Promise<boolean> => {
+      let ok: boolean
+      do {
+        this.reloadAgain = false
+        ok = await this.reloadOnce()
+      } while (this.reloadAgain && !this.halting)
+      return ok
+    }
+    this.reloading = run().finally(() => {
+      this.reloading = undefined
+      this.reconcile()
+    })
+    return this.reloading
+  }
+
+  private async reloadOnce(): Promise<boolean> {
+    this.log.info('reloading')
+    this.send(() => this.notifier.reloading(`reloading: starting generation ${this.generation + 1}`))
+    const previous = this.config
+    try {
+      if (this.reloadConfigFn !== undefined) {
+        const next = await this.reloadConfigFn()
+        if (JSON.stringify(next.bind) !== JSON.stringify(previous.bind) || next.balance !== previous.balance)
+          this.log.warn('changes to bind and balance need a restart; the sockets stay as they are')
+        this.config = { ...next, bind: previous.bind, balance: previous.balance }
+        this.identity = workerIdentity(this.config)
+      }
+      this.extendTimeout(this.bootTimeoutMs)
+      const generation = await this.startGeneration(this.config.workers)
+      const old = [...this.workers.values()].filter((r) => r.generation !== generation)
+      this.serving = generation
+      for (const r of old) this.stopWorker(r, true)
+      this.log.info(`reloaded: generation ${generation} serving, ${old.length} old workers draining`)
+      this.statusNote = ''
+      this.ready()
+      this.emit('reload', { ok: true, generation })
+      return true
+    } catch (err) {
+      this.config = previous
+      const reason = oneLine((err as Error).message)
+      this.log.error(`reload failed, generation ${this.serving} keeps serving: ${reason}`)
+      this.statusNote = `; last reload failed: ${reason}`
+      this.ready()
+      this.emit('reload', { ok: false, generation: this.serving, error: reason })
+      return false
+    }
+  }
+
+  private reopenLogs(): void {
+    this.log.reopen()
+    for (const r of this.workers.values()) if (r.child.connected) r.child.send({ cmd: CMD, act: 'reopen-logs' } satisfies MasterMessage)
+  }
+
+  /**
+   * Stop: graceful (TERM) drains every worker up to --graceful-timeout, fast
+   * (INT, QUIT) tells them to exit now. Resolves with the exit code.
+   */
+  stop(graceful = true): Promise<number> {
+    this.stopping ??= this.shutdown(graceful).then(() => {
+      this.emit('stopped', { code: this.stopCode })
+      return this.stopCode
+    })
+    return this.stopping
+  }
+
+  private async shutdown(graceful: boolean): Promise<void> {
+    this.halting = true
+    clearInterval(this.monitor)
+    this.watchdog?.stop()
+    for (const t of this.respawnTimers.values()) clearTimeout(t)
+    this.respawnTimers.clear()
+    const records = [...this.workers.values()]
+    this.log.info(`${graceful ? 'graceful' : 'fast'} stop: ${records.length} workers`)
+    this.send(() => this.notifier.stopping(`stopping: ${graceful ? 'draining' : 'stopping'} ${records.length} workers`))
+    if (graceful) this.extendTimeout(Math.round(this.config.gracefulTimeout * 1000))
+    for (const r of records) this.stopWorker(r, graceful)
+    await Promise.all(records.map((r) => r.exited))
+    closeListeners(this.sockets)
+    for (const slot of this.slotSockets.values()) for (const fd of slot.values()) closeSync(fd)
+    this.slotSockets.clear()
+    if (this.pidFile !== undefined) removePidFile(this.pidFile)
+    for (const [signal, fn] of this.signalHandlers) process.off(signal, fn)
+    this.signalHandlers.length = 0
+    if (this.notifier.enabled) await this.notifier.barrier(2000).catch(() => undefined)
+    this.log.info('stopped')
+  }
+
+  private ready(): void {
+    const text = this.statusText()
+    this.send(() => this.notifier.ready(text))
+    this.lastStatus = text
+  }
+
+  private statusText(): string {
+    const ready = [...this.workers.values()].filter((r) => r.generation === this.serving && r.state === 'ready').length
+    const pending = this.reloading !== undefined ? `, reloading to generation ${this.generation}` : ''
+    const text = `${ready} of ${this.config.workers} workers serving (generation ${this.serving}${pending}), ${this.served} requests served${this.statusNote}`
+    return oneLine(text).slice(0, 2000)
+  }
+
+  /** STATUS=: kept current, sent only when it changes. */
+  private updateStatus(): void {
+    if (this.halting || this.serving === 0) return
+    const text = this.statusText()
+    if (text === this.lastStatus) return
+    this.lastStatus = text
+    this.status(text)
+  }
+
+  private status(text: string): void {
+    this.send(() => this.notifier.status(oneLine(text)))
+  }
+
+  /** EXTEND_TIMEOUT_USEC: a start, reload or drain may take this much longer than systemd's own timeout. */
+  private extendTimeout(ms: number): void {
+    if (ms > 0) this.send(() => this.notifier.extendTimeout((ms + 5000) * 1000))
+  }
+
+  /** Last words to systemd when startup fails: ERRNO= and STATUS=. */
+  private sendFailure(err: Error): void {
+    this.send(() => this.notifier.errno(err instanceof AppLoadError ? 8 : 5, oneLine(`failed: ${err.message}`).slice(0, 1000)))
+  }
+
+  /** Notify systemd; a failed datagram is logged, never fatal. */
+  private send(fn: () => unknown): void {
+    try {
+      fn()
+    } catch (err) {
+      this.log.error(`sd_notify failed: ${(err as Error).message}`)
+    }
+  }
+
+  /** A snapshot for the library API and tests. */
+  stats(): { generation: number; workers: Array<{ id: number; pid: number; generation: number; state: WorkerState; requests: number }> } {
+    return {
+      generation: this.serving,
+      workers: [...this.workers.values()].map((r) => ({
+        id: r.id,
+        pid: r.pid,
+        generation: r.generation,
+        state: r.state,
+        requests: r.requests,
+      })),
+    }
+  }
+}
+
+let cachedVersion: string | undefined
+export function version(): string {
+  cachedVersion ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+    .version
+  return cachedVersion
+}
+
+/**
+ * The sdserve command's serve action: run a master until it stops. Resolves
+ * with the process exit code: 0 after a stop, 3 when a worker cannot boot,
+ * 4 when the app cannot load.
+ */
+export async function runMaster(config: Config, sources: ConfigSources): Promise<number> {
+  const { loadConfig } = await import('./config.js')
+  const master = new Master(config, {
+    reloadConfig: async () => (await loadConfig(sources)).config,
+  })
+  try {
+    await master.start()
+  } catch (err) {
+    if (err instanceof AppLoadError) {
+      master.log.error(`failed to load the app ${config.app}: ${err.message}`)
+      return ExitCode.APP_LOAD
+    }
+    if (err instanceof WorkerBootError) {
+      master.log.error(`worker failed to boot: ${err.message}`)
+      return ExitCode.WORKER_BOOT
+    }
+    throw err
+  }
+  return new Promise<number>((resolve) => master.once('stopped', ({ code }) => resolve(code)))
+}

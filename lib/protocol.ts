@@ -1,0 +1,66 @@
+/**
+ * Messages between the master and its workers over the IPC channel: one
+ * discriminated union, namespaced with cmd 'SDSERVE' (node core reserves
+ * cmd values starting with NODE_).
+ */
+
+export const CMD = 'SDSERVE'
+
+/** Where a worker finds each listening socket: fd = LISTENER_FD_START + index. */
+export const LISTENER_FD_START = 4
+
+export interface ListenerInfo {
+  name: string
+  /** How the address is written in logs: `127.0.0.1:8000`, `unix:/run/app.sock`. */
+  text: string
+}
+
+export interface InflightRequest {
+  method: string
+  url: string
+  /** How long it had been running when the heartbeat was sent. */
+  ms: number
+}
+
+export type MasterMessage =
+  | {
+      cmd: typeof CMD
+      act: 'boot'
+      id: number
+      generation: number
+      app: string
+      cwd: string
+      listeners: ListenerInfo[]
+      keepAliveMs: number
+      /** Requests after which the worker asks to be replaced; 0 = never. */
+      maxRequests: number
+      heartbeatMs: number
+      /** How long a stop may take when the worker is sent SIGTERM directly (KillMode=control-group). */
+      gracefulTimeoutMs: number
+    }
+  | { cmd: typeof CMD; act: 'stop'; graceful: boolean; timeoutMs: number }
+  | { cmd: typeof CMD; act: 'reopen-logs' }
+
+export type WorkerMessage =
+  | { cmd: typeof CMD; act: 'listening'; description: string }
+  | { cmd: typeof CMD; act: 'app-error'; message: string; stack: string }
+  | { cmd: typeof CMD; act: 'heartbeat'; requests: number; inflight: InflightRequest[] }
+  | { cmd: typeof CMD; act: 'retire'; requests: number }
+
+type Act<M, A> = Extract<M, { act: A }>
+
+/** True for any message of ours (anything else on the channel is the app's). */
+export function isOurs(message: unknown): message is { cmd: typeof CMD; act: string } {
+  return typeof message === 'object' && message !== null && (message as { cmd?: unknown }).cmd === CMD
+}
+
+/** Call the handler for the message's act, if there is one: dispatch through a table. */
+export function dispatch<M extends { act: string }>(
+  message: M,
+  handlers: { [A in M['act']]?: (message: Act<M, A>) => void },
+): boolean {
+  const handler = handlers[message.act as M['act']] as ((m: M) => void) | undefined
+  if (handler === undefined) return false
+  handler(message)
+  return true
+}

@@ -1,0 +1,4 @@
+/** The file the master spawns for each worker. */
+import { runWorker } from './worker.js'
+
+runWorker()

@@ -1,0 +1,159 @@
+/**
+ * The worker: the child side of the process model. It receives its listening
+ * sockets as inherited fds and a boot message over IPC, loads the app, serves
+ * it on every socket, reports heartbeats and request counts, and on stop
+ * closes its listeners, finishes in-flight requests, closes idle keep-alive
+ * connections and exits.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { loadApp, type AppTarget } from './app.js'
+import { CMD, dispatch, isOurs, LISTENER_FD_START, type MasterMessage, type WorkerMessage } from './protocol.js'
+
+type BootMessage = Extract<MasterMessage, { act: 'boot' }>
+
+function send(message: WorkerMessage): void {
+  // The master may already be gone; a worker never dies of a failed report.
+  if (process.connected) process.send?.(message, undefined, {}, () => undefined)
+}
+
+/** Servers for every listener: the app's own http.Server takes the first, forwarding servers the rest. */
+function makeServers(target: AppTarget, count: number): Server[] {
+  const servers: Server[] = []
+  for (let i = 0; i < count; i++) {
+    if (target.kind === 'handler') servers.push(createServer(target.handler))
+    else if (i === 0) servers.push(target.server)
+    else {
+      const user = target.server
+      const s = createServer((req, res) => user.emit('request', req, res))
+      s.on('upgrade', (req, socket, head) => user.emit('upgrade', req, socket, head))
+      servers.push(s)
+    }
+  }
+  return servers
+}
+
+function listenFd(server: Server, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ fd }, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+export class Worker {
+  private servers: Server[] = []
+  private requests = 0
+  private maxRequests = 0
+  private retireSent = false
+  private draining = false
+  private noKeepAlive = false
+  private heartbeat: NodeJS.Timeout | undefined
+  /** The last request started, for the heartbeat's account of what the worker is doing. */
+  private lastReq: IncomingMessage | undefined
+  private lastRes: ServerResponse | undefined
+  private lastStart = 0
+
+  async boot(message: BootMessage): Promise<void> {
+    let target: AppTarget
+    try {
+      target = await loadApp(message.app, message.cwd)
+    } catch (err) {
+      const e = err as Error
+      send({ cmd: CMD, act: 'app-error', message: e.message, stack: e.stack ?? e.message })
+      process.exitCode = 4
+      process.disconnect?.()
+      return
+    }
+    this.maxRequests = message.maxRequests
+    this.noKeepAlive = message.keepAliveMs === 0
+    this.servers = makeServers(target, message.listeners.length)
+    for (const [i, server] of this.servers.entries()) {
+      if (message.keepAliveMs > 0) server.keepAliveTimeout = message.keepAliveMs
+      // Before the app's own listeners: every request is counted and, while draining, told to close.
+      server.prependListener('request', this.onRequest)
+      await listenFd(server, LISTENER_FD_START + i)
+    }
+    this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
+    this.heartbeat.unref()
+    send({ cmd: CMD, act: 'listening', description: target.description })
+  }
+
+  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    this.requests++
+    if (this.draining || this.noKeepAlive) res.shouldKeepAlive = false
+    this.lastReq = req
+    this.lastRes = res
+    this.lastStart = Date.now()
+    if (this.maxRequests > 0 && this.requests >= this.maxRequests && !this.retireSent) {
+      this.retireSent = true
+      send({ cmd: CMD, act: 'retire', requests: this.requests })
+    }
+  }
+
+  private beat(): void {
+    const inflight =
+      this.lastReq !== undefined && this.lastRes !== undefined && !this.lastRes.writableEnded
+        ? [{ method: this.lastReq.method ?? '', url: this.lastReq.url ?? '', ms: Date.now() - this.lastStart }]
+        : []
+    send({ cmd: CMD, act: 'heartbeat', requests: this.requests, inflight })
+  }
+
+  /**
+   * Stop accepting, let in-flight requests finish (answered with Connection:
+   * close), close idle keep-alive connections, and exit once every connection
+   * is gone or timeoutMs has passed.
+   */
+  stop(graceful: boolean, timeoutMs: number): void {
+    if (!graceful) process.exit(0)
+    if (this.draining) return
+    this.draining = true
+    const closing = this.servers.map(
+      (server) =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve())
+          server.closeIdleConnections()
+          // A keep-alive connection becomes idle when its response ends: close it then.
+          server.on('request', (_req, res: ServerResponse) => res.once('finish', () => server.closeIdleConnections()))
+        }),
+    )
+    const timer = setTimeout(() => {
+      for (const server of this.servers) server.closeAllConnections()
+      process.exit(0)
+    }, timeoutMs)
+    timer.unref()
+    void Promise.all(closing).then(() => {
+      clearInterval(this.heartbeat)
+      process.exit(0)
+    })
+  }
+}
+
+/** Run this process as a worker: called by worker-main.js, the file the master spawns. */
+export function runWorker(): void {
+  const worker = new Worker()
+  let stopTimeoutMs = 30000
+  // The master handles these; a signal sent to the whole process group must not stop a worker.
+  for (const signal of ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR2', 'SIGWINCH'] as const) process.on(signal, () => undefined)
+  process.on('SIGTERM', () => worker.stop(true, stopTimeoutMs))
+  process.on('SIGINT', () => worker.stop(false, 0))
+  process.on('SIGQUIT', () => worker.stop(false, 0))
+  // The master is gone (killed): finish what is in flight, then go.
+  process.on('disconnect', () => worker.stop(true, stopTimeoutMs))
+  process.on('message', (message: unknown) => {
+    if (!isOurs(message)) return
+    dispatch(message as MasterMessage, {
+      boot: (m) => {
+        stopTimeoutMs = m.gracefulTimeoutMs
+        worker.boot(m).catch((err: unknown) => {
+          // The app loaded but a socket could not be served: the master reports a boot failure (exit 3).
+          console.error(`sdserve worker ${m.id}: cannot listen: ${(err as Error).message}`)
+          process.exit(3)
+        })
+      },
+      stop: (m) => worker.stop(m.graceful, m.timeoutMs),
+      'reopen-logs': () => undefined,
+    })
+  })
+}

@@ -1,0 +1,306 @@
+/**
+ * The multi-worker core, end to end through the sdserve command: real
+ * processes, real sockets, real signals. Every loop is bounded in count.
+ */
+import t, { type Test } from 'tap'
+import { execFile } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import {
+  cli,
+  freePort,
+  get,
+  getWhenUp,
+  load,
+  root,
+  shortTmp,
+  socketActivate,
+  spawnTracked,
+  waitFor,
+  waitForOutput,
+  type Tracked,
+} from './helpers/proc.js'
+
+const run = promisify(execFile)
+const app = join(root, 'test/fixtures/master-app.mjs')
+
+interface Server {
+  child: Tracked
+  port: number
+  dir: string
+  versionFile: string
+  setVersion(v: string): void
+  /** Log lines matching re so far. */
+  count(re: RegExp): number
+}
+
+async function start(t: Test, args: string[] = [], options: { version?: string; env?: Record<string, string> } = {}): Promise<Server> {
+  const port = await freePort()
+  const dir = shortTmp(t)
+  const versionFile = join(dir, 'version')
+  writeFileSync(versionFile, options.version ?? 'v1')
+  const child = spawnTracked(t, process.execPath, [cli, '-b', `127.0.0.1:${port}`, '-w', '2', '--graceful-timeout', '10', ...args, app], {
+    env: { ...process.env, APP_VERSION_FILE: versionFile, ...options.env },
+  })
+  const server: Server = {
+    child,
+    port,
+    dir,
+    versionFile,
+    setVersion: (v) => writeFileSync(versionFile, v),
+    count: (re) => child.output().match(new RegExp(re.source, 'g'))?.length ?? 0,
+  }
+  return server
+}
+
+async function ready(s: Server, workers = 2): Promise<void> {
+  await waitFor(() => s.count(/\] worker \d+ \(pid \d+, generation 1\) serving/) >= workers, `${workers} workers serving`)
+}
+
+function parse(body: string): { version: string; worker: number; pid: number } {
+  const m = /^(\S+) worker=(\d+) pid=(\d+)/.exec(body)
+  if (m === null) throw new Error(`unexpected body ${body}`)
+  return { version: m[1]!, worker: Number(m[2]), pid: Number(m[3]) }
+}
+
+t.test('N workers serve; a worker killed with SIGKILL is replaced while the others keep serving', async (t) => {
+  const s = await start(t, ['-w', '3'])
+  await ready(s, 3)
+  const pids = new Set<number>()
+  for (let i = 0; i < 200 && pids.size < 3; i++) pids.add(parse((await get({ port: s.port })).body).pid)
+  t.equal(pids.size, 3, 'three workers answer')
+  const victim = [...pids][0]!
+  process.kill(victim, 'SIGKILL')
+  let failed = 0
+  for (let i = 0; i < 30; i++) {
+    const r = await get({ port: s.port }).catch(() => undefined)
+    if (r?.status !== 200) failed++
+  }
+  t.equal(failed, 0, 'no request failed while the worker was replaced')
+  await waitForOutput(s.child, new RegExp(`exited with signal SIGKILL`))
+  await waitFor(() => s.count(/serving request handler/) >= 4, 'a replacement worker')
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('HUP under load: zero failed requests, then the new code serves', async (t) => {
+  const s = await start(t)
+  await ready(s)
+  let stop = false
+  const traffic = load({ port: s.port, concurrency: 8, maxRequests: 4000, until: () => stop })
+  // some requests before the reload
+  await waitFor(() => s.count(/x/) >= 0 && stop === false, 'traffic')
+  await new Promise((r) => setTimeout(r, 200))
+  s.setVersion('v2')
+  s.child.kill('SIGHUP')
+  await waitForOutput(s.child, /reloaded: generation 2 serving/)
+  await waitFor(() => s.count(/\(pid \d+\) exited with code 0/) >= 2, 'old generation drained')
+  await new Promise((r) => setTimeout(r, 200))
+  stop = true
+  const result = await traffic
+  t.equal(result.failed, 0, `no failed requests (${result.ok} ok): ${result.errors.slice(0, 3).join('; ')}`)
+  t.ok(result.ok > 0, 'requests were made')
+  t.ok(result.bodies.some((b) => b.startsWith('v1')), 'v1 served before the reload')
+  t.ok(result.bodies.some((b) => b.startsWith('v2')), 'v2 served after the reload')
+  for (let i = 0; i < 10; i++) t.equal(parse((await get({ port: s.port })).body).version, 'v2', 'only the new code now')
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('HUP with a broken app: the old generation keeps serving and the log says why', async (t) => {
+  const s = await start(t)
+  await ready(s)
+  s.setVersion('broken')
+  s.child.kill('SIGHUP')
+  await waitForOutput(s.child, /reload failed, generation 1 keeps serving: .*this version of the app is broken/)
+  for (let i = 0; i < 10; i++) t.equal(parse((await get({ port: s.port })).body).version, 'v1')
+  // Fixed code: the next reload works.
+  s.setVersion('v3')
+  s.child.kill('SIGHUP')
+  await waitForOutput(s.child, /reloaded: generation 3 serving/)
+  t.equal(parse((await get({ port: s.port })).body).version, 'v3')
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('TERM with slow requests in flight: every one completes, then exit 0', async (t) => {
+  const s = await start(t)
+  await ready(s)
+  const slow = Array.from({ length: 4 }, () => get({ port: s.port, path: '/slow?ms=1500' }))
+  await waitFor(() => s.count(/slow request started/) >= 4, 'four slow requests in flight')
+  s.child.kill('SIGTERM')
+  const replies = await Promise.all(slow)
+  t.same(
+    replies.map((r) => r.status),
+    [200, 200, 200, 200],
+  )
+  t.equal(await s.child.exited, 0)
+  t.match(s.child.output(), /graceful stop: 2 workers/)
+  // The socket is closed: nothing answers any more.
+  await t.rejects(get({ port: s.port, timeoutMs: 2000 }))
+})
+
+t.test('INT stops fast, killing slow requests', async (t) => {
+  const s = await start(t)
+  await ready(s)
+  const slow = get({ port: s.port, path: '/slow?ms=20000' }).then(
+    () => 'completed',
+    () => 'cut',
+  )
+  await waitFor(() => s.count(/slow request started/) >= 1, 'a slow request in flight')
+  s.child.kill('SIGINT')
+  t.equal(await slow, 'cut')
+  t.equal(await s.child.exited, 0)
+  t.match(s.child.output(), /fast stop/)
+})
+
+t.test('a worker stuck in a busy loop is killed after --timeout and replaced', async (t) => {
+  const s = await start(t, ['-t', '1'])
+  await ready(s)
+  void get({ port: s.port, path: '/spin', timeoutMs: 20000 }).catch(() => undefined)
+  await waitForOutput(s.child, /worker \d \(pid \d+\) timed out: no heartbeat for \d+ ms \(event loop blocked\?\); killing it/)
+  await waitForOutput(s.child, /exited with signal SIGKILL \(timeout\)/)
+  await waitFor(() => s.count(/serving request handler/) >= 3, 'a replacement worker')
+  t.equal((await get({ port: s.port })).status, 200)
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('an app that throws on import: exit 4 with the error', async (t) => {
+  const s = await start(t, [], { version: 'broken' })
+  t.equal(await s.child.exited, 4)
+  t.match(s.child.output(), /this version of the app is broken/)
+  t.match(s.child.output(), /failed to load the app/)
+  t.equal(s.count(/\] worker \d+ \(pid \d+, generation \d+\) exited/), 2, 'not a respawn loop: each worker once')
+})
+
+t.test('a worker that cannot boot: exit 3', async (t) => {
+  const s = await start(t, [], { version: 'exit' })
+  t.equal(await s.child.exited, 3)
+  t.match(s.child.output(), /worker failed to boot: worker \d \(pid \d+\) exited with code 7 before it listened/)
+})
+
+t.test('TTIN and TTOU change the worker count', async (t) => {
+  const s = await start(t)
+  await ready(s)
+  s.child.kill('SIGTTIN')
+  await waitForOutput(s.child, /worker 3 \(pid \d+, generation 1\) serving/)
+  t.match(s.child.output(), /scaling to 3 workers/)
+  // One at a time: two identical signals sent back to back may arrive as one.
+  s.child.kill('SIGTTOU')
+  await waitForOutput(s.child, /scaling to 2 workers/)
+  s.child.kill('SIGTTOU')
+  await waitForOutput(s.child, /scaling to 1 workers/)
+  await waitFor(() => s.count(/worker [23] \(pid \d+\) exited with code 0/) === 2, 'workers 2 and 3 drained')
+  s.child.kill('SIGTTOU')
+  await waitForOutput(s.child, /already down to one worker/)
+  const workers = new Set<number>()
+  for (let i = 0; i < 20; i++) workers.add(parse((await get({ port: s.port })).body).worker)
+  t.same([...workers], [1], 'one worker left')
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('--max-requests recycles workers with zero failed requests', async (t) => {
+  const s = await start(t, ['--max-requests', '25', '--max-requests-jitter', '5'])
+  await ready(s)
+  const first = new Set<number>()
+  for (let i = 0; i < 10; i++) first.add(parse((await get({ port: s.port })).body).pid)
+  // The load ends once two workers have been replaced and have drained (or after 1000 requests).
+  let drained = false
+  void waitFor(() => s.count(/\(pid \d+\) exited with code 0/) >= 2, 'recycled workers drained', 30000).then(
+    () => (drained = true),
+    () => (drained = true),
+  )
+  const result = await load({ port: s.port, concurrency: 4, maxRequests: 1000, until: () => drained })
+  t.equal(result.failed, 0, `no failed requests: ${result.errors.slice(0, 3).join('; ')}`)
+  t.match(s.child.output(), /served \d+ requests: recycling it/)
+  await waitFor(() => s.count(/\(pid \d+\) exited with code 0/) >= 2, 'recycled workers drained')
+  const later = new Set<number>()
+  for (let i = 0; i < 20; i++) later.add(parse((await get({ port: s.port })).body).pid)
+  t.ok([...later].some((pid) => !first.has(pid)), 'new workers serve')
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('reuse-port balance: every worker has its own socket and gets connections', async (t) => {
+  const s = await start(t, ['--balance', 'reuse-port', '-w', '2'])
+  await ready(s)
+  const workers = new Set<number>()
+  for (let i = 0; i < 300 && workers.size < 2; i++) workers.add(parse((await get({ port: s.port })).body).worker)
+  t.equal(workers.size, 2, 'the kernel spreads connections over both sockets')
+  // A reload keeps the per-slot sockets: nothing queued on them is lost.
+  let stop = false
+  const traffic = load({ port: s.port, concurrency: 6, maxRequests: 3000, until: () => stop })
+  s.setVersion('v2')
+  s.child.kill('SIGHUP')
+  await waitForOutput(s.child, /reloaded: generation 2 serving/)
+  await waitFor(() => s.count(/\(pid \d+\) exited with code 0/) >= 2, 'old generation drained')
+  stop = true
+  const result = await traffic
+  t.equal(result.failed, 0, `no failed requests during a reuse-port reload: ${result.errors.slice(0, 3).join('; ')}`)
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('pid file, UNIX socket bind with mode, socket removed at exit', async (t) => {
+  const dir = shortTmp(t)
+  const pidFile = join(dir, 'sdserve.pid')
+  const sock = join(dir, 'app.sock')
+  const s = await start(t, ['-b', `unix:${sock}`, '--unix-socket-mode', '600', '--pid', pidFile])
+  await ready(s)
+  t.equal(readFileSync(pidFile, 'utf8'), `${s.child.pid}\n`)
+  t.equal(parse((await get({ socketPath: sock })).body).version, 'v1')
+  const { stdout } = await run('curl', ['-sS', '--max-time', '10', '--unix-socket', sock, 'http://localhost/'])
+  t.match(stdout, /^v1 worker=\d/)
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+  t.notOk(existsSync(pidFile), 'pid file removed')
+  t.notOk(existsSync(sock), 'the socket sdserve created is removed')
+})
+
+t.test('under systemd-socket-activate: every named socket (TCP and UNIX) is served by workers', async (t) => {
+  const port = await freePort()
+  const dir = shortTmp(t)
+  const sock = join(dir, 'app.sock')
+  const versionFile = join(dir, 'version')
+  writeFileSync(versionFile, 'v1')
+  const sa = await socketActivate(t, [`127.0.0.1:${port}`, sock], ['web', 'admin'], [process.execPath, cli, '-w', '2', app], {
+    APP_VERSION_FILE: versionFile,
+  })
+  const { stdout: viaTcp } = await run('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${port}/`])
+  t.match(viaTcp, /^v1 worker=\d pid=\d+/)
+  const { stdout: viaUnix } = await run('curl', ['-sS', '--max-time', '10', '--unix-socket', sock, 'http://localhost/'])
+  t.match(viaUnix, /^v1 worker=\d pid=\d+/)
+  t.not(parse(viaTcp).pid, sa.pid, 'answered by a worker, not the master')
+  t.match(sa.output(), new RegExp(`listening on 127\\.0\\.0\\.1:${port}, unix:${sock}`))
+  sa.kill('SIGTERM')
+  t.equal(await sa.exited, 0)
+  t.ok(existsSync(sock), 'a socket systemd gave us is never unlinked')
+})
+
+t.test('binds matched by systemd:NAME; an unknown name is a config error', async (t) => {
+  const port = await freePort()
+  const dir = shortTmp(t)
+  const sock = join(dir, 'app.sock')
+  const sa = await socketActivate(t, [`127.0.0.1:${port}`, sock], ['web', 'admin'], [
+    process.execPath,
+    cli,
+    '-w',
+    '1',
+    '-b',
+    'systemd:admin',
+    app,
+  ])
+  t.match((await getWhenUp({ socketPath: sock })).body, /^v1 worker=1/)
+  t.match(sa.output(), /inherited socket web \(127\.0\.0\.1:\d+\) is not in --bind: left open, not served/)
+  sa.kill('SIGTERM')
+  t.equal(await sa.exited, 0)
+
+  const port2 = await freePort()
+  const bad = await socketActivate(t, [`127.0.0.1:${port2}`], ['web'], [process.execPath, cli, '-b', 'systemd:nope', app])
+  await get({ port: port2 }).catch(() => undefined)
+  t.equal(await bad.exited, 2)
+  t.match(bad.output(), /bind must be the name of an inherited socket \(web\), got "systemd:nope"/)
+})
