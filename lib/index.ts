@@ -14,6 +14,11 @@ export {
 } from './notify.js'
 export { startWatchdog, watchdogUsec, type Watchdog, type WatchdogOptions } from './watchdog.js'
 export { parseBind, DEFAULT_BIND, type BindSpec } from './binds.js'
+export { serve, isWorker, type ServeOptions, type ServerHandle } from './serve.js'
+export { Master, type MasterEvents, type MasterOptions } from './master.js'
+export { type Config, type Balance } from './config.js'
+export { loadApp, parseAppSpec, type AppTarget, type RequestHandler } from './app.js'
+export { Logger, type LogLevel } from './logger.js'
 export {
   listenReusePort,
   sendFds,
@@ -36,5 +41,8 @@ export {
   ActivationError,
   NotifyError,
   NativeLoadError,
+  AppLoadError,
+  WorkerBootError,
+  ExitCode,
   type SystemError,
 } from './errors.js'

@@ -20,6 +20,7 @@ import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { inheritedSockets } from './activation.js'
+import { parseAppSpec } from './app.js'
 import type { Config, ConfigSources } from './config.js'
 import { AppLoadError, ExitCode, WorkerBootError } from './errors.js'
 import { canChangeIdentity, resolveOwner, workerIdentity } from './identity.js'
@@ -143,6 +144,7 @@ export class Master extends EventEmitter<MasterEvents> {
    */
   async start(): Promise<void> {
     const config = this.config
+    parseAppSpec(config.app) // a malformed APP is a config error (exit 2), before anything is bound
     if (config.umask !== undefined) process.umask(config.umask)
     if (config.chdir !== undefined) process.chdir(config.chdir)
     this.identity = workerIdentity(config)

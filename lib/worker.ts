@@ -61,7 +61,9 @@ export class Worker {
       target = await loadApp(message.app, message.cwd)
     } catch (err) {
       const e = err as Error
-      send({ cmd: CMD, act: 'app-error', message: e.message, stack: e.stack ?? e.message })
+      // The app's own stack (where its code threw), not the loader's.
+      const cause = e.cause instanceof Error ? e.cause : e
+      send({ cmd: CMD, act: 'app-error', message: e.message, stack: cause.stack ?? e.message })
       process.exitCode = 4
       process.disconnect?.()
       return

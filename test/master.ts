@@ -21,6 +21,7 @@ import {
   waitForOutput,
   type Tracked,
 } from './helpers/proc.js'
+import { startReceiver } from './helpers/notify-receiver.js'
 
 const run = promisify(execFile)
 const app = join(root, 'test/fixtures/master-app.mjs')
@@ -90,7 +91,7 @@ t.test('HUP under load: zero failed requests, then the new code serves', async (
   let stop = false
   const traffic = load({ port: s.port, concurrency: 8, maxRequests: 4000, until: () => stop })
   // some requests before the reload
-  await waitFor(() => s.count(/x/) >= 0 && stop === false, 'traffic')
+  await waitFor(() => s.count(/x/) >= 0 && !stop, 'traffic')
   await new Promise((r) => setTimeout(r, 200))
   s.setVersion('v2')
   s.child.kill('SIGHUP')
@@ -303,4 +304,115 @@ t.test('binds matched by systemd:NAME; an unknown name is a config error', async
   await get({ port: port2 }).catch(() => undefined)
   t.equal(await bad.exited, 2)
   t.match(bad.output(), /bind must be the name of an inherited socket \(web\), got "systemd:nope"/)
+})
+
+t.test('sd_notify: READY only once every worker listens; RELOADING+MONOTONIC_USEC then READY; STOPPING', async (t) => {
+  const rx = await startReceiver(t)
+  const s = await start(t, ['-w', '3'], { env: { NOTIFY_SOCKET: rx.address } })
+  await waitFor(() => rx.payloads().some((p) => p.startsWith('READY=1')), 'READY=1')
+  const before = rx.payloads()
+  const readyAt = before.findIndex((p) => p.startsWith('READY=1'))
+  t.match(before[readyAt], /^READY=1\nSTATUS=3 of 3 workers serving \(generation 1\), 0 requests served$/, 'READY says all 3 serve')
+  t.ok(s.count(/generation 1\) serving/) === 3, 'and all 3 had reported listening by then')
+  t.match(before.slice(0, readyAt), [/^EXTEND_TIMEOUT_USEC=\d+$/, /^STATUS=starting 3 workers$/])
+
+  for (let i = 0; i < 5; i++) await get({ port: s.port })
+  await waitFor(() => rx.payloads().some((p) => /^STATUS=3 of 3 workers serving \(generation 1\), 5 requests served$/.test(p)), 'STATUS with the request count')
+
+  const t0 = process.hrtime.bigint() / 1000n
+  s.setVersion('v2')
+  s.child.kill('SIGHUP')
+  await waitFor(() => rx.payloads().some((p) => p.startsWith('READY=1') && p.includes('generation 2')), 'READY=1 after reload')
+  const after = rx.payloads().slice(before.length)
+  const reloading = after.find((p) => p.startsWith('RELOADING=1'))
+  const m = /^RELOADING=1\nMONOTONIC_USEC=(\d+)\nSTATUS=reloading: starting generation 2$/.exec(reloading ?? '')
+  t.ok(m, `RELOADING=1 with MONOTONIC_USEC in one datagram: ${reloading}`)
+  const usec = BigInt(m?.[1] ?? '0')
+  t.ok(usec >= t0 && usec <= process.hrtime.bigint() / 1000n, 'MONOTONIC_USEC is CLOCK_MONOTONIC now')
+  t.ok(
+    after.findIndex((p) => p.startsWith('RELOADING=1')) < after.findIndex((p) => p.startsWith('READY=1')),
+    'RELOADING before READY',
+  )
+  t.equal(parse((await get({ port: s.port })).body).version, 'v2', 'the new generation serves once READY=1 was sent')
+
+  const n = rx.payloads().length
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+  await rx.waitFor(n + 3)
+  // (the old generation may still be draining: 3 to 6 workers)
+  t.match(rx.payloads().slice(n), [/^STOPPING=1\nSTATUS=stopping: draining [3-6] workers$/, /^EXTEND_TIMEOUT_USEC=\d+$/, 'BARRIER=1'])
+})
+
+t.test('a failed start tells systemd why (ERRNO=, STATUS=)', async (t) => {
+  const rx = await startReceiver(t)
+  const s = await start(t, [], { version: 'broken', env: { NOTIFY_SOCKET: rx.address } })
+  t.equal(await s.child.exited, 4)
+  await waitFor(() => rx.payloads().some((p) => p.startsWith('ERRNO=')), 'ERRNO=')
+  t.match(rx.payloads().find((p) => p.startsWith('ERRNO=')), /^ERRNO=8\nSTATUS=failed: .*this version of the app is broken/)
+  t.notOk(rx.payloads().some((p) => p.startsWith('READY=1')), 'never READY')
+})
+
+t.test('the watchdog is pinged only while a worker is healthy', async (t) => {
+  const rx = await startReceiver(t)
+  const s = await start(t, ['-w', '1', '-t', '2'], { env: { NOTIFY_SOCKET: rx.address, WATCHDOG_USEC: '400000' } })
+  await ready(s, 1)
+  const pings = (): number => rx.payloads().filter((p) => p === 'WATCHDOG=1').length
+  await waitFor(() => pings() >= 3, 'watchdog pings')
+  const worker = parse((await get({ port: s.port })).body).pid
+  process.kill(worker, 'SIGSTOP') // a wedged worker: no heartbeats
+  await waitForOutput(s.child, /watchdog ping skipped: health check said no/)
+  const during = pings()
+  await waitForOutput(s.child, /timed out: no heartbeat/)
+  await waitFor(() => s.count(/serving request handler/) >= 2, 'a replacement worker')
+  await waitFor(() => pings() > during, 'pings resume once a healthy worker serves')
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('a malformed APP is a config error: exit 2, nothing started', async (t) => {
+  const child = spawnTracked(t, process.execPath, [cli, '-b', '127.0.0.1:0', `${app}:1x`])
+  t.equal(await child.exited, 2)
+  t.match(child.output(), /^sdserve: APP/m)
+  t.notMatch(child.output(), /listening on/)
+})
+
+t.test('Express, Koa and Fastify apps served by sdserve workers', async (t) => {
+  for (const name of ['express', 'koa', 'fastify', 'hello']) {
+    const port = await freePort()
+    const child = spawnTracked(t, process.execPath, [cli, '-w', '2', '-b', `127.0.0.1:${port}`, join(root, `examples/frameworks/${name}.mjs`)])
+    const r = await getWhenUp({ port })
+    t.equal(r.status, 200, `${name}: 200`)
+    t.ok(r.body.length > 0, `${name}: ${r.body.trim()}`)
+    child.kill('SIGTERM')
+    t.equal(await child.exited, 0, `${name}: clean stop`)
+  }
+})
+
+t.test('serve() from code: the calling process is the master', async (t) => {
+  const { serve, isWorker } = await import('../lib/serve.js')
+  t.equal(isWorker(), false)
+  const dir = shortTmp(t)
+  const versionFile = join(dir, 'version')
+  writeFileSync(versionFile, 'v1')
+  process.env.APP_VERSION_FILE = versionFile
+  t.teardown(() => {
+    delete process.env.APP_VERSION_FILE
+  })
+  const port = await freePort()
+  const events: string[] = []
+  const handle = await serve({ app: new URL('../../test/fixtures/master-app.mjs', import.meta.url), workers: 2, bind: [`127.0.0.1:${port}`], signals: false, logLevel: 'error' })
+  handle.master.on('reload', (e) => events.push(`reload ${e.ok} ${e.generation}`))
+  t.equal(parse((await get({ port })).body).version, 'v1')
+  writeFileSync(versionFile, 'v2')
+  t.equal(await handle.reload(), true)
+  t.equal(parse((await get({ port })).body).version, 'v2')
+  writeFileSync(versionFile, 'broken')
+  t.equal(await handle.reload(), false, 'a failed reload resolves false')
+  t.equal(parse((await get({ port })).body).version, 'v2', 'and v2 keeps serving')
+  writeFileSync(versionFile, 'v2')
+  handle.scale(1)
+  await waitFor(() => handle.master.stats().workers.filter((w) => w.state === 'ready').length === 3, 'three workers')
+  t.equal(await handle.close(), 0)
+  t.same(events, ['reload true 2', 'reload false 2'])
+  await t.rejects(serve({ app: 'x.mjs', workers: 0 }), { code: 'SDSERVE_ERR_CONFIG', message: /^workers \(in serve\(\)\) must be/ })
 })

@@ -1,7 +1,6 @@
 import t, { type Test } from 'tap'
 import { closeSync, readdirSync } from 'node:fs'
 import path from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { NotifyError, type SystemError } from '../lib/errors.js'
 import { listenReusePort, pipe, socketInfo } from '../lib/native.js'
 import {
@@ -12,68 +11,10 @@ import {
   oneLine,
   type NotifyResult,
 } from '../lib/notify.js'
-import { fixture, root, spawnTracked, waitForOutput, type Tracked } from './helpers/proc.js'
+import { abstractName as makeAbstractName, settle, startReceiver } from './helpers/notify-receiver.js'
+import { fixture, spawnTracked } from './helpers/proc.js'
 
-// ---- a real AF_UNIX datagram receiver (python), independent of our code ----
-
-interface FdInfo {
-  type: string
-  sockname?: unknown
-  listening?: boolean
-}
-interface Datagram {
-  data: string
-  fds: FdInfo[]
-}
-interface Receiver {
-  address: string
-  child: Tracked
-  datagrams(): Datagram[]
-  /** Resolves once at least n datagrams arrived (bounded). */
-  waitFor(n: number): Promise<Datagram[]>
-}
-
-const receiverScript = path.join(root, 'test/fixtures/notify-receiver.py')
-let names = 0
-const abstractName = (): string => `@sdserve-test-notify-${process.pid}-${++names}`
-
-/** Poll check() every 10 ms until it returns true, at most timeoutMs. Returns the last answer. */
-async function settle(check: () => boolean, timeoutMs = 5000): Promise<boolean> {
-  for (let i = 0; i < timeoutMs / 10; i++) {
-    if (check()) return true
-    await delay(10)
-  }
-  return check()
-}
-
-async function startReceiver(t: Test, address: string): Promise<Receiver> {
-  const child = spawnTracked(t, 'python3', [receiverScript, address], { stdio: ['pipe', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
-  child.stdin?.on('error', () => undefined) // the receiver may already be gone
-  // Teardowns run last-in first-out: this one (end stdin, let it exit) runs before spawnTracked's SIGKILL.
-  t.teardown(async () => {
-    child.stdin?.end()
-    await Promise.race([child.exited, delay(2000, undefined, { ref: false })])
-  })
-  await waitForOutput(child, /^READY$/m, 10000)
-  const datagrams = (): Datagram[] =>
-    out
-      .split('\n')
-      .slice(0, -1)
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Datagram)
-  return {
-    address,
-    child,
-    datagrams,
-    async waitFor(n) {
-      if (!(await settle(() => datagrams().length >= n)))
-        throw new Error(`receiver got ${datagrams().length} datagrams, wanted ${n}; output:\n${child.output()}`)
-      return datagrams()
-    },
-  }
-}
+const abstractName = (): string => makeAbstractName('sdserve-test-notify')
 
 const openFds = (): number => readdirSync('/proc/self/fd').length
 

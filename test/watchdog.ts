@@ -4,52 +4,9 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { ConfigError } from '../lib/errors.js'
 import { Notifier } from '../lib/notify.js'
 import { startWatchdog, watchdogUsec, type Watchdog } from '../lib/watchdog.js'
-import { fixture, root, spawnTracked, waitForOutput, type Tracked } from './helpers/proc.js'
+import { settle, startReceiver, type Receiver } from './helpers/notify-receiver.js'
+import { fixture, spawnTracked, waitForOutput } from './helpers/proc.js'
 
-// ---- a real AF_UNIX datagram receiver (python), independent of our code ----
-
-interface Receiver {
-  address: string
-  child: Tracked
-  /** Payloads received so far, in order. */
-  payloads(): string[]
-}
-
-const receiverScript = path.join(root, 'test/fixtures/notify-receiver.py')
-let names = 0
-const abstractName = (): string => `@sdserve-test-watchdog-${process.pid}-${++names}`
-
-/** Poll check() every 10 ms until it returns true, at most timeoutMs. Returns the last answer. */
-async function settle(check: () => boolean, timeoutMs = 5000): Promise<boolean> {
-  for (let i = 0; i < timeoutMs / 10; i++) {
-    if (check()) return true
-    await delay(10)
-  }
-  return check()
-}
-
-async function startReceiver(t: Test, address = abstractName()): Promise<Receiver> {
-  const child = spawnTracked(t, 'python3', [receiverScript, address], { stdio: ['pipe', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
-  child.stdin?.on('error', () => undefined)
-  // Teardowns run last-in first-out: this one (end stdin, let it exit) runs before spawnTracked's SIGKILL.
-  t.teardown(async () => {
-    child.stdin?.end()
-    await Promise.race([child.exited, delay(2000, undefined, { ref: false })])
-  })
-  await waitForOutput(child, /^READY$/m, 10000)
-  return {
-    address,
-    child,
-    payloads: () =>
-      out
-        .split('\n')
-        .slice(0, -1)
-        .filter((line) => line.startsWith('{'))
-        .map((line) => (JSON.parse(line) as { data: string }).data),
-  }
-}
 
 const pings = (payloads: string[]): number => payloads.filter((p) => p === 'WATCHDOG=1').length
 
