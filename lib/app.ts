@@ -312,3 +312,9 @@ function locate(err: Error): string {
   const first = err.stack?.split('\n', 1)[0] ?? ''
   return /^\/.*:\d+$/.test(first) ? ` (at ${first})` : ''
 }
+
+/** The stack to show for a load failure: the app's own (where its code threw), not the loader's. */
+export function appErrorStack(err: Error): string {
+  const cause = err.cause instanceof Error ? err.cause : err
+  return cause.stack ?? cause.message
+}

@@ -2,7 +2,7 @@
  * For an app that runs its own single process: listen on the socket systemd
  * passed (by name, or the first), or bind a fallback when not socket-activated.
  */
-import type { Server } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import { chmodSync } from 'node:fs'
 import { inheritedSockets } from './activation.js'
 import { DEFAULT_BIND, parseBind, removeStaleUnixSocket } from './binds.js'
@@ -73,10 +73,9 @@ export async function listen(server: Server, options: ListenOptions = {}): Promi
     case 'systemd':
       throw new ConfigError('fallback', spec.text, 'a bind that does not need systemd (no sockets were passed)')
   }
-  const bound = server.address()
-  const address =
-    bound !== null && typeof bound === 'object'
-      ? formatAddress({ kind: 'inet', family: bound.family === 'IPv6' ? 6 : 4, host: bound.address, port: bound.port })
-      : spec.text
-  return { source: 'fallback', address }
+  const bound = server.address() as AddressInfo // a TCP server's address is always an object
+  return {
+    source: 'fallback',
+    address: formatAddress({ kind: 'inet', family: bound.family === 'IPv6' ? 6 : 4, host: bound.address, port: bound.port }),
+  }
 }

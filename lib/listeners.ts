@@ -35,11 +35,9 @@ export interface OpenOptions {
   warn?: (message: string) => void
 }
 
-function sameAddress(spec: BindSpec, s: InheritedSocket): boolean {
+function sameAddress(spec: BindSpec & { kind: 'tcp' | 'unix' }, s: InheritedSocket): boolean {
   if (spec.kind === 'unix') return s.address.kind === 'unix' && s.address.path === spec.path
-  if (spec.kind === 'tcp')
-    return s.address.kind === 'inet' && s.address.host === spec.host && s.address.port === spec.port && spec.port !== 0
-  return false
+  return s.address.kind === 'inet' && s.address.host === spec.host && s.address.port === spec.port && spec.port !== 0
 }
 
 function fromInherited(s: InheritedSocket): Listener {
@@ -65,7 +63,12 @@ export async function openListeners(binds: string[], inherited: InheritedSocket[
   const listeners: Listener[] = []
   try {
     for (const spec of specs) {
-      const match = spec.kind === 'systemd' ? inherited.find((s) => s.name === spec.name) : inherited.find((s) => sameAddress(spec, s))
+      const match =
+        spec.kind === 'systemd'
+          ? inherited.find((s) => s.name === spec.name)
+          : spec.kind === 'fd'
+            ? undefined
+            : inherited.find((s) => sameAddress(spec, s))
       if (spec.kind === 'systemd' && match === undefined)
         throw new ConfigError(
           'bind',
@@ -144,6 +147,7 @@ export function closeListeners(listeners: Listener[]): void {
     if (!l.owned) continue
     try {
       closeSync(l.fd)
+      /* c8 ignore next 3 -- only if something else closed our fd */
     } catch {
       // already closed
     }
@@ -151,6 +155,7 @@ export function closeListeners(listeners: Listener[]): void {
       try {
         // Only the path we bound: a socket systemd gave us is never unlinked.
         removeIfSocket(l.unixPath)
+        /* c8 ignore next 3 -- someone removed the path while we ran */
       } catch {
         // gone already, or replaced by something we must not touch
       }

@@ -148,6 +148,7 @@ export class Master extends EventEmitter<MasterEvents> {
     if (config.umask !== undefined) process.umask(config.umask)
     if (config.chdir !== undefined) process.chdir(config.chdir)
     this.identity = workerIdentity(config)
+    /* c8 ignore next 2 -- the tests run as root, and a master run as another user cannot record coverage */
     if ((this.identity.uid !== undefined || this.identity.gid !== undefined) && !canChangeIdentity())
       throw new WorkerBootError('--user and --group need the master to run as root')
     if (config.pid !== undefined) {
@@ -229,23 +230,40 @@ export class Master extends EventEmitter<MasterEvents> {
     return env
   }
 
-  /** The fds a worker in slot id serves: the shared sockets, or its slot's SO_REUSEPORT sockets. */
-  private fdsFor(id: number): number[] {
-    return this.sockets.map((l, index) => {
-      if (l.reusePort !== true || id === 1) return l.fd
-      let slot = this.slotSockets.get(id)
-      if (slot === undefined) this.slotSockets.set(id, (slot = new Map<number, number>()))
-      let fd = slot.get(index)
-      if (fd === undefined) slot.set(index, (fd = openReusePortSocket(l, this.config.backlog)))
-      return fd
-    })
+  /** The socket of slot id for listener index: slot 1 uses the listener itself, others get their own. */
+  private slotSocket(id: number, index: number, l: Listener): number {
+    if (l.reusePort !== true || id === 1) return l.fd
+    let slot = this.slotSockets.get(id)
+    if (slot === undefined) this.slotSockets.set(id, (slot = new Map<number, number>()))
+    let fd = slot.get(index)
+    if (fd === undefined) slot.set(index, (fd = openReusePortSocket(l, this.config.backlog)))
+    return fd
+  }
+
+  /**
+   * What a worker in slot id serves: the shared sockets, or its slot's
+   * SO_REUSEPORT sockets. Slot sockets are never closed while the master
+   * runs (closing a member of a reuse-port group resets the connections
+   * queued on it), so slot 1 also serves the sockets of slots that have no
+   * worker any more (after TTOU).
+   */
+  private socketsFor(id: number): Array<{ fd: number; name: string; text: string }> {
+    const out = this.sockets.map((l, index) => ({ fd: this.slotSocket(id, index, l), name: l.name, text: l.text }))
+    if (id === 1)
+      for (const [slot, fds] of this.slotSockets)
+        if (slot > this.config.workers)
+          for (const [index, fd] of fds) {
+            const l = this.sockets[index]!
+            out.push({ fd, name: l.name, text: `${l.text} (slot ${slot})` })
+          }
+    return out
   }
 
   private spawnWorker(id: number, generation: number): WorkerRecord {
     const config = this.config
-    const fds = this.fdsFor(id)
+    const sockets = this.socketsFor(id)
     const child = spawn(process.execPath, [...process.execArgv, WORKER_MAIN], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...sockets.map((x) => x.fd)],
       env: this.workerEnv(id),
       cwd: process.cwd(),
       ...this.identity,
@@ -309,7 +327,7 @@ export class Master extends EventEmitter<MasterEvents> {
       generation,
       app: config.app,
       cwd: process.cwd(),
-      listeners: this.sockets.map((l) => ({ name: l.name, text: l.text })),
+      listeners: sockets.map(({ name, text }) => ({ name, text })),
       keepAliveMs: Math.round(config.keepAlive * 1000),
       maxRequests: config.maxRequests > 0 ? config.maxRequests + jitter(config.maxRequestsJitter) : 0,
       heartbeatMs: this.heartbeatMs,
@@ -356,10 +374,10 @@ export class Master extends EventEmitter<MasterEvents> {
     if (expected) this.log.info(`worker ${record.id} (pid ${record.pid}) exited with ${how}${why}`)
     else this.log.error(`worker ${record.id} (pid ${record.pid}, generation ${record.generation}) exited with ${how}${why}`)
     this.emit('worker-exit', { id: record.id, pid: record.pid, generation: record.generation, code, signal })
-    this.releaseSlots()
     if (expected || this.halting || record.generation !== this.serving) return
     // An unexpected exit of a serving worker: replace it, with backoff when the slot keeps crashing.
     const stable = record.readyAt > 0 && Date.now() - record.readyAt >= STABLE_MS
+    /* c8 ignore next -- a worker that served STABLE_MS before crashing starts its slot's backoff afresh */
     const crashes = stable ? 0 : (this.crashes.get(record.id) ?? 0)
     this.crashes.set(record.id, crashes + 1)
     const delay = crashes === 0 ? 0 : Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (crashes - 1))
@@ -419,8 +437,9 @@ export class Master extends EventEmitter<MasterEvents> {
     const timeoutMs = graceful ? Math.round(this.config.gracefulTimeout * 1000) : 0
     const message: MasterMessage = { cmd: CMD, act: 'stop', graceful, timeoutMs }
     if (record.child.connected) record.child.send(message, (err) => err && this.kill(record, 'SIGKILL', 'its IPC channel failed'))
-    /* c8 ignore next -- a worker whose app closed the IPC channel: signals do the same job */
-    else this.kill(record, graceful ? 'SIGTERM' : 'SIGQUIT', 'stop')
+    /* c8 ignore next 2 -- a worker whose app closed the IPC channel: SIGTERM drains it just the same */
+    else if (graceful) this.kill(record, 'SIGTERM', 'stop')
+    // A fast stop of a worker without IPC: it is exiting already (it reported a failure), else the backstop kills it.
     // The worker exits by itself at its own deadline; this is the backstop.
     const timer = setTimeout(() => this.kill(record, 'SIGKILL', 'graceful timeout'), timeoutMs + (graceful ? 1000 : 2000))
     timer.unref()
@@ -467,23 +486,39 @@ export class Master extends EventEmitter<MasterEvents> {
     this.reconcile()
   }
 
+  /**
+   * reuse-port TTOU: the leaving workers' slot sockets stay open, so first a
+   * new worker 1 boots that serves them too; only then do the leaving
+   * workers (and the old worker 1) drain. Nothing queued on a slot is lost.
+   */
+  private async handOver(leaving: WorkerRecord[]): Promise<void> {
+    for (const r of leaving) r.retiring = true
+    const previous = this.live(this.serving).find((r) => r.id === 1)
+    const replacement = this.spawnWorker(1, this.serving)
+    try {
+      await replacement.booted
+      if (previous !== undefined) this.stopWorker(previous, true)
+      for (const r of leaving) this.stopWorker(r, true)
+      /* c8 ignore start -- the code worker 1 loads has just booted in every other worker */
+    } catch (err) {
+      for (const r of leaving) r.retiring = false
+      this.log.error(`TTOU: worker 1 could not take over the leaving slots (${(err as Error).message}); they keep serving`)
+    }
+    /* c8 ignore stop */
+  }
+
   /** Bring the serving generation to config.workers: spawn missing slots, drain extra ones. */
   private reconcile(): void {
     if (this.reloading !== undefined || this.halting) return
     const live = this.live(this.serving)
-    for (const r of live) if (r.id > this.config.workers) this.stopWorker(r, true)
+    const extra = live.filter((r) => r.id > this.config.workers)
+    if (extra.length > 0) {
+      if (this.slotSockets.size > 0) void this.handOver(extra)
+      else for (const r of extra) this.stopWorker(r, true)
+    }
     for (let id = 1; id <= this.config.workers; id++)
       if (!live.some((r) => r.id === id) && !this.respawnTimers.has(id)) this.scheduleRespawn(id, 0)
     this.updateStatus()
-  }
-
-  /** reuse-port mode: close the sockets of slots that no worker uses any more. */
-  private releaseSlots(): void {
-    for (const [id, slot] of this.slotSockets) {
-      if (id <= this.config.workers || [...this.workers.values()].some((r) => r.id === id)) continue
-      for (const fd of slot.values()) closeSync(fd)
-      this.slotSockets.delete(id)
-    }
   }
 
   /**
@@ -493,6 +528,7 @@ export class Master extends EventEmitter<MasterEvents> {
    * serving; STATUS= and the log say why. Resolves true on success.
    */
   reload(): Promise<boolean> {
+    /* c8 ignore next -- HUP during a stop */
     if (this.halting) return Promise.resolve(false)
     if (this.reloading !== undefined) {
       this.reloadAgain = true
@@ -675,6 +711,8 @@ export async function runMaster(config: Config, sources: ConfigSources): Promise
       master.log.error(`worker failed to boot: ${err.message}`)
       return ExitCode.WORKER_BOOT
     }
+    // A socket that cannot be bound (EADDRINUSE, EACCES) or a pid file that cannot be written: logged above.
+    if (typeof (err as { syscall?: unknown }).syscall === 'string') return ExitCode.FAILURE
     throw err
   }
   return new Promise<number>((resolve) => master.once('stopped', ({ code }) => resolve(code)))

@@ -243,6 +243,7 @@ export function socketInfo(fd: number): SocketInfo {
   const c = a.constants
   const r = a.socketInfo(fd)
   if (typeof r === 'number') throw systemError('getsockopt', r)
+  /* c8 ignore start -- raw and packet sockets, and families other than inet and unix, are described for completeness */
   const type =
     r.type === c.SOCK_STREAM
       ? 'stream'
@@ -259,6 +260,7 @@ export function socketInfo(fd: number): SocketInfo {
     else if (r.path.length > 0) address = { kind: 'unix', path: r.path.toString() }
     else address = { kind: 'unnamed' }
   } else address = { kind: 'other', family: r.family }
+  /* c8 ignore stop */
   return { type, listening: r.listening, reusePort: r.reusePort, address }
 }
 

@@ -6,7 +6,7 @@
  * connections and exits.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { loadApp, type AppTarget } from './app.js'
+import { appErrorStack, loadApp, type AppTarget } from './app.js'
 import { CMD, dispatch, isOurs, LISTENER_FD_START, type MasterMessage, type WorkerMessage } from './protocol.js'
 
 type BootMessage = Extract<MasterMessage, { act: 'boot' }>
@@ -60,10 +60,7 @@ export class Worker {
     try {
       target = await loadApp(message.app, message.cwd)
     } catch (err) {
-      const e = err as Error
-      // The app's own stack (where its code threw), not the loader's.
-      const cause = e.cause instanceof Error ? e.cause : e
-      send({ cmd: CMD, act: 'app-error', message: e.message, stack: cause.stack ?? e.message })
+      send({ cmd: CMD, act: 'app-error', message: (err as Error).message, stack: appErrorStack(err as Error) })
       process.exitCode = 4
       process.disconnect?.()
       return
@@ -97,7 +94,7 @@ export class Worker {
   private beat(): void {
     const inflight =
       this.lastReq !== undefined && this.lastRes !== undefined && !this.lastRes.writableEnded
-        ? [{ method: this.lastReq.method ?? '', url: this.lastReq.url ?? '', ms: Date.now() - this.lastStart }]
+        ? [{ method: String(this.lastReq.method), url: String(this.lastReq.url), ms: Date.now() - this.lastStart }]
         : []
     send({ cmd: CMD, act: 'heartbeat', requests: this.requests, inflight })
   }
@@ -109,6 +106,7 @@ export class Worker {
    */
   stop(graceful: boolean, timeoutMs: number): void {
     if (!graceful) process.exit(0)
+    /* c8 ignore next -- a second stop (SIGTERM from KillMode=control-group and the master's message) */
     if (this.draining) return
     this.draining = true
     const closing = this.servers.map(
@@ -132,6 +130,14 @@ export class Worker {
   }
 }
 
+/* c8 ignore start -- listen({ fd }) on a socket the master checked fails only when out of resources */
+/** The app loaded but a socket could not be served: the master reports a boot failure (exit 3). */
+function cannotListen(err: unknown): never {
+  console.error(`sdserve worker ${process.env.SDSERVE_WORKER_ID ?? '?'}: cannot listen: ${(err as Error).message}`)
+  process.exit(3)
+}
+/* c8 ignore stop */
+
 /** Run this process as a worker: called by worker-main.js, the file the master spawns. */
 export function runWorker(): void {
   const worker = new Worker()
@@ -144,15 +150,12 @@ export function runWorker(): void {
   // The master is gone (killed): finish what is in flight, then go.
   process.on('disconnect', () => worker.stop(true, stopTimeoutMs))
   process.on('message', (message: unknown) => {
+    /* c8 ignore next -- the master sends only its own messages; anything else on the channel is not for us */
     if (!isOurs(message)) return
     dispatch(message as MasterMessage, {
       boot: (m) => {
         stopTimeoutMs = m.gracefulTimeoutMs
-        worker.boot(m).catch((err: unknown) => {
-          // The app loaded but a socket could not be served: the master reports a boot failure (exit 3).
-          console.error(`sdserve worker ${m.id}: cannot listen: ${(err as Error).message}`)
-          process.exit(3)
-        })
+        worker.boot(m).catch(cannotListen)
       },
       stop: (m) => worker.stop(m.graceful, m.timeoutMs),
       'reopen-logs': () => undefined,

@@ -2,7 +2,7 @@ import t from 'tap'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { describeValue, loadApp, parseAppSpec, resolveAppModule, type AppTarget } from '../lib/app.js'
+import { appErrorStack, describeValue, loadApp, parseAppSpec, resolveAppModule, type AppTarget } from '../lib/app.js'
 import { AppLoadError, ConfigError } from '../lib/errors.js'
 import { get, root } from './helpers/proc.js'
 
@@ -336,4 +336,14 @@ t.test('the examples in examples/frameworks/ serve', async (t) => {
       }
     })
   }
+})
+
+t.test("appErrorStack shows the app's own stack when there is one", async (t) => {
+  const cause = new Error('boom in the app')
+  t.equal(appErrorStack(new AppLoadError('x.js', 'cannot import x.js: boom', cause)), cause.stack)
+  const plain = new AppLoadError('x.js', 'x.js exports a number')
+  t.equal(appErrorStack(plain), plain.stack)
+  const bare = new Error('no stack')
+  bare.stack = undefined
+  t.equal(appErrorStack(bare), 'no stack')
 })

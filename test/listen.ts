@@ -111,3 +111,19 @@ t.test('fallback UNIX socket: stale file removed, live one refused, other files 
   })
   t.ok(existsSync(file), 'a regular file is never removed')
 })
+
+t.test('socket-activated with no name: the first socket', async (t) => {
+  const port = await freePort()
+  const sa = await socketActivate(t, [`127.0.0.1:${port}`], ['web'], [process.execPath, fixture('listen-app.js'), '{}'])
+  t.match((await get({ port })).body, /^pid \d+$/)
+  const m = await waitForOutput(sa, /LISTEN (.*)\n/)
+  t.match(JSON.parse(m[1] as string), { source: 'systemd', name: 'web', fd: 3 })
+})
+
+t.test('the default fallback is 127.0.0.1:8000', async (t) => {
+  const child = spawnTracked(t, process.execPath, [fixture('listen-app.js'), '{}'])
+  const m = await waitForOutput(child, /(LISTEN|ERROR) (.*)\n/)
+  // Either it bound the default, or something else holds port 8000 on this machine: both name the default.
+  if (m[1] === 'LISTEN') t.same(JSON.parse(m[2] as string), { source: 'fallback', address: '127.0.0.1:8000' })
+  else t.match(m[2], /EADDRINUSE.*127\.0\.0\.1:8000/)
+})

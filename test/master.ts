@@ -8,6 +8,8 @@ import { chmodSync, closeSync, existsSync, openSync, readFileSync, statSync, wri
 import { listenTcp, socketPair } from '../lib/native.js'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { createSocket } from 'node:dgram'
+import { createServer } from 'node:net'
 import {
   cli,
   freePort,
@@ -534,17 +536,25 @@ t.test('binds that name an inherited socket by address use it; reuse-port with n
   t.ok(existsSync(sock), 'an inherited UNIX socket is never unlinked')
 })
 
-t.test('reuse-port: TTIN adds a slot socket, TTOU closes it once its worker is gone', async (t) => {
+t.test('reuse-port: TTOU under load loses nothing queued on the leaving slot; TTIN reuses it', async (t) => {
   const s = await start(t, ['--balance', 'reuse-port', '-w', '1'])
   await ready(s, 1)
   s.child.kill('SIGTTIN')
   await waitForOutput(s.child, /worker 2 \(pid \d+, generation 1\) serving/)
   const workers = new Set<number>()
   for (let i = 0; i < 300 && workers.size < 2; i++) workers.add(parse((await get({ port: s.port })).body).worker)
-  t.equal(workers.size, 2)
+  t.equal(workers.size, 2, 'both slots get connections')
+  let stop = false
+  const traffic = load({ port: s.port, concurrency: 6, maxRequests: 4000, until: () => stop })
   s.child.kill('SIGTTOU')
   await waitForOutput(s.child, /worker 2 \(pid \d+\) exited with code 0/)
-  for (let i = 0; i < 20; i++) t.equal(parse((await get({ port: s.port })).body).worker, 1, 'slot 2 is closed: only worker 1 answers')
+  await waitFor(() => s.count(/worker 1 \(pid \d+\) exited with code 0/) === 1, 'the old worker 1 drained')
+  stop = true
+  const result = await traffic
+  t.equal(result.failed, 0, `no failed requests while a slot left the group: ${result.errors.slice(0, 3).join('; ')}`)
+  for (let i = 0; i < 20; i++) t.equal(parse((await get({ port: s.port })).body).worker, 1, 'worker 1 serves both slot sockets')
+  s.child.kill('SIGTTIN')
+  await waitForOutput(s.child, /worker 2 \(pid \d+, generation 1\) serving/)
   s.child.kill('SIGTERM')
   t.equal(await s.child.exited, 0)
 })
@@ -586,7 +596,7 @@ t.test('the watchdog with --timeout 0 still stops while no worker answers', asyn
 t.test('serve(): a second reload while one runs is queued; scaling waits for it', async (t) => {
   const { serve } = await import('../lib/serve.js')
   const port = await freePort()
-  const handle = await serve({ app, workers: 1, bind: [`127.0.0.1:${port}`], logLevel: 'error' })
+  const handle = await serve({ app, workers: 1, bind: [`127.0.0.1:${port}`] })
   const first = handle.reload()
   const second = handle.reload()
   handle.scale(1)
@@ -604,4 +614,87 @@ t.test('serve() refuses to run in a worker', async (t) => {
     delete process.env.SDSERVE_WORKER_ID
   })
   await t.rejects(serve({ app }), { code: 'SDSERVE_ERR_CONFIG', message: /called in the master only/ })
+})
+
+t.test('--graceful-timeout cuts requests that outlast it', async (t) => {
+  const s = await start(t, ['-w', '1', '--graceful-timeout', '0.5'])
+  await ready(s, 1)
+  const slow = get({ port: s.port, path: '/slow?ms=20000' }).then(
+    () => 'completed',
+    () => 'cut',
+  )
+  await waitFor(() => s.count(/slow request started/) >= 1, 'a slow request in flight')
+  s.child.kill('SIGTERM')
+  t.equal(await slow, 'cut')
+  t.equal(await s.child.exited, 0)
+  t.match(s.child.output(), /worker 1 \(pid \d+\) exited with code 0/, 'the worker left by itself at its deadline')
+})
+
+t.test('HUP re-reads the config file: workers change, bind changes are refused until a restart', async (t) => {
+  const port = await freePort()
+  const dir = shortTmp(t)
+  const configFile = join(dir, 'sdserve.config.json')
+  writeFileSync(configFile, JSON.stringify({ workers: 1, bind: [`127.0.0.1:${port}`] }))
+  const child = spawnTracked(t, process.execPath, [cli, '-c', configFile, app])
+  t.match((await getWhenUp({ port })).body, /^v1 worker=1/)
+  writeFileSync(configFile, JSON.stringify({ workers: 2, bind: ['127.0.0.1:1'] }))
+  child.kill('SIGHUP')
+  await waitForOutput(child, /changes to bind and balance need a restart; the sockets stay as they are/)
+  await waitForOutput(child, /reloaded: generation 2 serving/)
+  const workers = new Set<number>()
+  for (let i = 0; i < 300 && workers.size < 2; i++) workers.add(parse((await get({ port })).body).worker)
+  t.equal(workers.size, 2, 'two workers after the reload, on the old bind')
+  writeFileSync(configFile, '{ "workers": "many" }')
+  child.kill('SIGHUP')
+  await waitForOutput(child, /reload failed, generation 2 keeps serving: workers \(in .*\) must be/)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+})
+
+t.test('systemd sockets that are not listening stream sockets are refused; systemd:NAME needs activation', async (t) => {
+  const port = await freePort()
+  const sa = spawnTracked(t, 'systemd-socket-activate', ['-d', '-l', `127.0.0.1:${port}`, ...coverageFlags(), process.execPath, cli, app])
+  await waitForOutput(sa, /as 3\./)
+  const udp = createSocket('udp4')
+  udp.send('x', port, '127.0.0.1', () => udp.close())
+  t.equal(await sa.exited, 2)
+  t.match(sa.output(), /LISTEN_FDS must be listening stream sockets \(ListenStream=, Accept=no\), got "unknown=127\.0\.0\.1:\d+"/)
+
+  const bad = spawnTracked(t, process.execPath, [cli, '-b', 'systemd:web', app])
+  t.equal(await bad.exited, 2)
+  t.match(bad.output(), /systemd passed none \(LISTEN_FDS is not set\)/)
+})
+
+/** -E flags that carry tap's coverage variables through systemd-socket-activate. */
+function coverageFlags(): string[] {
+  return Object.keys(process.env)
+    .filter((k) => k.startsWith('NODE_') || k.startsWith('_TAPJS'))
+    .flatMap((k) => ['-E', k])
+}
+
+t.test('no --bind and no LISTEN_FDS: 127.0.0.1:8000; a bind that fails is one clear line, exit 1', async (t) => {
+  const child = spawnTracked(t, process.execPath, [cli, '-w', '1', app])
+  const m = await waitForOutput(child, /listening on (\S+)|startup failed: (.*)/)
+  if (m[1] !== undefined) {
+    t.equal(m[1], '127.0.0.1:8000')
+    child.kill('SIGTERM')
+    t.equal(await child.exited, 0)
+  } else {
+    t.match(m[2], /EADDRINUSE.*127\.0\.0\.1:8000/, 'something else holds port 8000 here')
+    t.equal(await child.exited, 1)
+  }
+  const port = await freePort()
+  const holder = createServer().listen(port, '127.0.0.1')
+  t.teardown(() => holder.close())
+  const busy = spawnTracked(t, process.execPath, [cli, '-b', `127.0.0.1:${port}`, app])
+  t.equal(await busy.exited, 1)
+  t.match(busy.output(), new RegExp(`startup failed: bind EADDRINUSE: address already in use 127\\.0\\.0\\.1:${port}`))
+  t.notMatch(busy.output(), /\n\s+at /, 'no stack trace')
+})
+
+t.test('an app module whose export cannot be served: exit 4 saying what it found', async (t) => {
+  const child = spawnTracked(t, process.execPath, [cli, '-b', '127.0.0.1:0', join(root, 'test/fixtures/apps/number.mjs')])
+  t.equal(await child.exited, 4)
+  t.match(child.output(), /failed to load the app/)
+  t.match(child.output(), /number/)
 })

@@ -36,10 +36,12 @@ export function spawnTracked(t: Teardown, cmd: string, args: string[], options: 
     child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'))
   })
   t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await child.exited
-    }
+    if (child.exitCode !== null || child.signalCode !== null) return
+    // SIGTERM first (a process that exits normally writes its coverage), SIGKILL if it lingers.
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000)
+    await child.exited
+    clearTimeout(timer)
   })
   return child
 }
