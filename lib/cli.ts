@@ -38,7 +38,8 @@ const processIo: CliIo = {
 
 /** The --help text. */
 export function usage(): string {
-  const column = 34
+  // Wide enough for the longest flag (gunicorn's --limit-request-field_size BYTES) and two spaces.
+  const column = Math.max(...OPTIONS.map((o) => `    --${o.flag} ${o.meta}`.length)) + 4
   const line = (left: string, right: string): string => `  ${left.padEnd(column - 2)}${right}\n`
   let text = 'Usage: sdserve [OPTIONS] APP\n\n'
   text += 'Serve APP with a master process and a pool of worker processes, for systemd:\n'

@@ -54,6 +54,36 @@ export interface Config {
   unixSocketOwner: string | undefined
   /** The config file this configuration was read from, if any. */
   config: string | undefined
+  /** Seconds a client may take to send the request headers (slow clients get 408); 0 disables. */
+  headersTimeout: number
+  /** Seconds a client may take to send the whole request; 0 disables. */
+  requestTimeout: number
+  /** Longest request line (method, target, version) in bytes; longer gets 414. 0: only Node's header size limit. */
+  limitRequestLine: number
+  /** Most header fields in a request; more gets 431. */
+  limitRequestFields: number
+  /** Longest header field (name and value) in bytes; longer gets 431. */
+  limitRequestFieldSize: number
+  /** Most simultaneous connections per worker; 0: no limit. Node closes connections beyond it. */
+  workerConnections: number
+  /** Where the access log goes: a file path or '-' for stdout; undefined: no access log. */
+  accessLogfile: string | undefined
+  /** gunicorn's access log format (%(h)s, %({header}i)s, ...). */
+  accessLogformat: string
+  /** Where the error log (sdserve's own lines) goes: a file path or '-' for stderr. */
+  errorLogfile: string
+  /** Lowest level logged: debug, info, warning, error, critical. */
+  logLevel: 'debug' | 'info' | 'warning' | 'error' | 'critical'
+  /** Error log lines as text or JSON. */
+  logFormat: 'text' | 'json'
+  /** Peers whose X-Forwarded-* and Forwarded headers are believed: addresses, CIDR ranges, `unix`, or '*'. */
+  forwardedAllowIps: string
+  /** What happens to forwarded headers from a peer that is not trusted: removed (default) or passed on. */
+  untrustedForwarded: 'strip' | 'keep'
+  /** Expect a PROXY protocol (v1 or v2) header at the start of every connection. */
+  proxyProtocol: boolean
+  /** Peers allowed to send a PROXY protocol header. */
+  proxyAllowIps: string
 }
 
 // ---------------------------------------------------------------------------
@@ -93,6 +123,21 @@ export const DEFAULTS: Readonly<Omit<Config, 'app'>> = Object.freeze({
   unixSocketMode: undefined,
   unixSocketOwner: undefined,
   config: undefined,
+  headersTimeout: 10,
+  requestTimeout: 300,
+  limitRequestLine: 4094,
+  limitRequestFields: 100,
+  limitRequestFieldSize: 8190,
+  workerConnections: 0,
+  accessLogfile: undefined,
+  accessLogformat: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+  errorLogfile: '-',
+  logLevel: 'info',
+  logFormat: 'text',
+  forwardedAllowIps: '127.0.0.1,::1,unix',
+  untrustedForwarded: 'strip',
+  proxyProtocol: false,
+  proxyAllowIps: '127.0.0.1,::1,unix',
 })
 
 /** validateOptions() origin for the command line: options are named by their flag (`--workers`). */
@@ -115,6 +160,8 @@ export interface OptionInfo {
   meta: string
   /** Repeatable (each use adds a value). */
   multiple?: boolean
+  /** A switch that takes no value (--proxy-protocol). */
+  boolean?: boolean
   /** One line for --help. */
   help: string
   /** The default, as --help shows it. */
@@ -140,6 +187,21 @@ export const OPTIONS: readonly OptionInfo[] = [
   { key: 'umask', flag: 'umask', short: 'm', meta: 'MODE', help: 'umask (octal, e.g. 022) of the master and workers', defaultText: 'inherited' },
   { key: 'unixSocketMode', flag: 'unix-socket-mode', meta: 'MODE', help: 'mode (octal, e.g. 660) of UNIX sockets sdserve creates', defaultText: 'from the umask' },
   { key: 'unixSocketOwner', flag: 'unix-socket-owner', meta: 'OWNER', help: 'owner of those sockets: USER, USER:GROUP or :GROUP', defaultText: 'the master' },
+  { key: 'headersTimeout', flag: 'headers-timeout', meta: 'SECONDS', help: 'a client must send its request headers within this (408); 0 disables', defaultText: String(DEFAULTS.headersTimeout) },
+  { key: 'requestTimeout', flag: 'request-timeout', meta: 'SECONDS', help: 'a client must send its whole request within this (408); 0 disables', defaultText: String(DEFAULTS.requestTimeout) },
+  { key: 'limitRequestLine', flag: 'limit-request-line', meta: 'BYTES', help: 'longest request line (414); 0: only the 16 KiB header limit', defaultText: String(DEFAULTS.limitRequestLine) },
+  { key: 'limitRequestFields', flag: 'limit-request-fields', meta: 'N', help: 'most header fields in a request (431), 1 to 32768', defaultText: String(DEFAULTS.limitRequestFields) },
+  { key: 'limitRequestFieldSize', flag: 'limit-request-field_size', meta: 'BYTES', help: 'longest header field, name and value (431); 0: no limit of its own', defaultText: String(DEFAULTS.limitRequestFieldSize) },
+  { key: 'workerConnections', flag: 'worker-connections', meta: 'N', help: 'most connections a worker holds at once; 0: no limit', defaultText: 'no limit' },
+  { key: 'accessLogfile', flag: 'access-logfile', meta: 'FILE', help: "access log: a file, or '-' for stdout", defaultText: 'none' },
+  { key: 'accessLogformat', flag: 'access-logformat', meta: 'FORMAT', help: "access log format, gunicorn's %(atom)s syntax", defaultText: "gunicorn's" },
+  { key: 'errorLogfile', flag: 'error-logfile', meta: 'FILE', help: "sdserve's own log: a file, or '-' for stderr", defaultText: '-' },
+  { key: 'logLevel', flag: 'log-level', meta: 'LEVEL', help: 'debug, info, warning, error or critical', defaultText: DEFAULTS.logLevel },
+  { key: 'logFormat', flag: 'log-format', meta: 'FORMAT', help: 'text, or json for one JSON object per line', defaultText: DEFAULTS.logFormat },
+  { key: 'forwardedAllowIps', flag: 'forwarded-allow-ips', meta: 'LIST', help: "peers whose X-Forwarded-*/Forwarded are believed: IPs, CIDRs, unix, or '*'", defaultText: '$FORWARDED_ALLOW_IPS, else 127.0.0.1,::1,unix' },
+  { key: 'untrustedForwarded', flag: 'untrusted-forwarded', meta: 'WHAT', help: 'forwarded headers from other peers: strip (remove) or keep', defaultText: DEFAULTS.untrustedForwarded },
+  { key: 'proxyProtocol', flag: 'proxy-protocol', meta: '', boolean: true, help: 'expect a PROXY protocol v1/v2 header on every connection', defaultText: 'off' },
+  { key: 'proxyAllowIps', flag: 'proxy-allow-ips', meta: 'LIST', help: 'peers allowed to send a PROXY protocol header', defaultText: DEFAULTS.proxyAllowIps },
 ]
 
 /** The flags that choose what sdserve does instead of serving. */
@@ -218,6 +280,20 @@ function binds(value: unknown, name: string): string[] {
   })
 }
 
+function oneOf<T extends string>(choices: readonly T[]) {
+  return (value: unknown, name: string): T => {
+    if (typeof value !== 'string' || !(choices as readonly string[]).includes(value))
+      throw new ConfigError(name, value, choices.map((c) => `"${c}"`).join(', ').replace(/, ([^,]*)$/, ' or $1'))
+    return value as T
+  }
+}
+
+function bool(value: unknown, name: string): boolean {
+  if (value === true || value === 'true') return true
+  if (value === false || value === 'false') return false
+  throw new ConfigError(name, value, 'true or false')
+}
+
 function balance(value: unknown, name: string): Balance {
   if (value !== 'shared' && value !== 'reuse-port') throw new ConfigError(name, value, '"shared" or "reuse-port"')
   return value
@@ -242,6 +318,21 @@ const VALIDATORS: { [K in keyof Config]-?: (value: unknown, name: string) => Con
   unixSocketMode: mode,
   unixSocketOwner: nonEmptyString('a non-empty owner: USER, USER:GROUP or :GROUP'),
   config: nonEmptyString('a non-empty file path'),
+  headersTimeout: seconds(`a number of seconds from 0 to ${MAX_SECONDS} (0 disables)`),
+  requestTimeout: seconds(`a number of seconds from 0 to ${MAX_SECONDS} (0 disables)`),
+  limitRequestLine: integer(0, 65536, 'an integer from 0 to 65536'),
+  limitRequestFields: integer(1, 32768, 'an integer from 1 to 32768'),
+  limitRequestFieldSize: integer(0, 65536, 'an integer from 0 to 65536'),
+  workerConnections: integer(0, 1048576, 'an integer from 0 to 1048576 (0: no limit)'),
+  accessLogfile: nonEmptyString("a file path or '-'"),
+  accessLogformat: nonEmptyString('a non-empty access log format'),
+  errorLogfile: nonEmptyString("a file path or '-'"),
+  logLevel: oneOf(['debug', 'info', 'warning', 'error', 'critical'] as const),
+  logFormat: oneOf(['text', 'json'] as const),
+  forwardedAllowIps: nonEmptyString("a comma-separated list of addresses, CIDR ranges, unix, or '*'"),
+  untrustedForwarded: oneOf(['strip', 'keep'] as const),
+  proxyProtocol: bool,
+  proxyAllowIps: nonEmptyString("a comma-separated list of addresses, CIDR ranges, unix, or '*'"),
 }
 
 /** Every option key, as config files spell them. */
@@ -337,7 +428,9 @@ type FlagConfig = NonNullable<ParseArgsConfig['options']>[string]
 const PARSE_OPTIONS: Record<string, FlagConfig> = Object.fromEntries([
   ...OPTIONS.map((o): [string, FlagConfig] => [
     o.flag,
-    { type: 'string', multiple: o.multiple === true, ...(o.short === undefined ? {} : { short: o.short }) },
+    o.boolean === true
+      ? { type: 'boolean' }
+      : { type: 'string', multiple: o.multiple === true, ...(o.short === undefined ? {} : { short: o.short }) },
   ]),
   ...ACTION_FLAGS.map((a): [string, FlagConfig] => [a.flag, { type: 'boolean', ...('short' in a ? { short: a.short } : {}) }]),
 ])
@@ -543,7 +636,10 @@ export async function loadConfig(sources: ConfigSources): Promise<{ action: Acti
   const fromEnv = envOptions(sources.env[ORIGIN_ENV])
   const file = findConfigFile(fromCli.config ?? fromEnv.config, sources.cwd)
   const fromFile = file === undefined ? {} : await loadConfigFile(file)
-  const config: Config = { ...DEFAULTS, app: '', ...fromFile, ...fromEnv, ...fromCli, config: file }
+  // gunicorn's convention: FORWARDED_ALLOW_IPS is the default of --forwarded-allow-ips.
+  const envAllow = sources.env.FORWARDED_ALLOW_IPS
+  const fromAllowEnv = envAllow === undefined ? {} : validateOptions({ forwardedAllowIps: envAllow }, 'FORWARDED_ALLOW_IPS')
+  const config: Config = { ...DEFAULTS, app: '', ...fromAllowEnv, ...fromFile, ...fromEnv, ...fromCli, config: file }
   config.bind = [...config.bind]
   if (config.pid !== undefined) config.pid = resolve(sources.cwd, config.pid)
   if (config.chdir !== undefined) config.chdir = resolve(sources.cwd, config.chdir)

@@ -332,6 +332,14 @@ export class Master extends EventEmitter<MasterEvents> {
       maxRequests: config.maxRequests > 0 ? config.maxRequests + jitter(config.maxRequestsJitter) : 0,
       heartbeatMs: this.heartbeatMs,
       gracefulTimeoutMs: Math.round(config.gracefulTimeout * 1000),
+      limits: {
+        headersTimeoutMs: Math.round(config.headersTimeout * 1000),
+        requestTimeoutMs: Math.round(config.requestTimeout * 1000),
+        requestLine: config.limitRequestLine,
+        fields: config.limitRequestFields,
+        fieldSize: config.limitRequestFieldSize,
+        connections: config.workerConnections,
+      },
     }
     child.send(boot)
     this.log.debug(`worker ${id} (pid ${record.pid}, generation ${generation}) spawned`)

@@ -15,6 +15,16 @@ export interface ListenerInfo {
   text: string
 }
 
+/** What a worker refuses from slow or misbehaving clients. 0 disables a limit. */
+export interface RequestLimits {
+  headersTimeoutMs: number
+  requestTimeoutMs: number
+  requestLine: number
+  fields: number
+  fieldSize: number
+  connections: number
+}
+
 export interface InflightRequest {
   method: string
   url: string
@@ -37,6 +47,7 @@ export type MasterMessage =
       heartbeatMs: number
       /** How long a stop may take when the worker is sent SIGTERM directly (KillMode=control-group). */
       gracefulTimeoutMs: number
+      limits: RequestLimits
     }
   | { cmd: typeof CMD; act: 'stop'; graceful: boolean; timeoutMs: number }
   | { cmd: typeof CMD; act: 'reopen-logs' }

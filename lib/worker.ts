@@ -7,7 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
-import { CMD, dispatch, isOurs, LISTENER_FD_START, type MasterMessage, type WorkerMessage } from './protocol.js'
+import { CMD, dispatch, isOurs, LISTENER_FD_START, type MasterMessage, type RequestLimits, type WorkerMessage } from './protocol.js'
 
 type BootMessage = Extract<MasterMessage, { act: 'boot' }>
 
@@ -16,20 +16,59 @@ function send(message: WorkerMessage): void {
   if (process.connected) process.send?.(message, undefined, {}, () => undefined)
 }
 
-/** Servers for every listener: the app's own http.Server takes the first, forwarding servers the rest. */
-function makeServers(target: AppTarget, count: number): Server[] {
-  const servers: Server[] = []
-  for (let i = 0; i < count; i++) {
-    if (target.kind === 'handler') servers.push(createServer(target.handler))
-    else if (i === 0) servers.push(target.server)
-    else {
-      const user = target.server
-      const s = createServer((req, res) => user.emit('request', req, res))
-      s.on('upgrade', (req, socket, head) => user.emit('upgrade', req, socket, head))
-      servers.push(s)
+type Listener = (req: IncomingMessage, res: ServerResponse) => void
+
+/**
+ * Servers for every listener. A handler app gets servers of ours; an app's own
+ * http.Server takes the first socket and servers of ours the rest, calling its
+ * request listeners. Either way each server has one 'request' listener, the
+ * worker's, which checks the request before the app sees it.
+ */
+function makeServers(target: AppTarget, count: number, limits: RequestLimits, onRequest: (app: Listener) => Listener): Server[] {
+  let app: Listener
+  if (target.kind === 'handler') app = target.handler
+  else {
+    const own = target.server.listeners('request') as Listener[]
+    target.server.removeAllListeners('request')
+    app = (req, res) => {
+      for (const l of own) l.call(target.server, req, res)
     }
   }
+  const listener = onRequest(app)
+  const servers: Server[] = []
+  for (let i = 0; i < count; i++) {
+    let server: Server
+    if (target.kind === 'server' && i === 0) server = target.server
+    else {
+      // Timeouts are checked every second instead of Node's default 30 s, so a slow client is cut on time.
+      server = createServer({ connectionsCheckingInterval: 1000 })
+      if (target.kind === 'server') {
+        const user = target.server
+        server.on('upgrade', (req, socket, head) => user.emit('upgrade', req, socket, head))
+      }
+    }
+    server.on('request', listener)
+    server.requestTimeout = limits.requestTimeoutMs
+    // Node requires headersTimeout <= requestTimeout when both are set.
+    server.headersTimeout =
+      limits.requestTimeoutMs > 0 && limits.headersTimeoutMs > limits.requestTimeoutMs ? limits.requestTimeoutMs : limits.headersTimeoutMs
+    // One more than the limit, so that too many fields are seen (Node drops the excess silently) and refused.
+    server.maxHeadersCount = limits.fields + 1
+    if (limits.connections > 0) server.maxConnections = limits.connections
+    servers.push(server)
+  }
   return servers
+}
+
+/** Why a request is refused, or undefined: 414 for a long request line, 431 for too many or too long fields. */
+export function refusal(req: IncomingMessage, limits: RequestLimits): 414 | 431 | undefined {
+  // "METHOD TARGET HTTP/1.1"
+  if (limits.requestLine > 0 && String(req.method).length + String(req.url).length + 10 > limits.requestLine) return 414
+  const raw = req.rawHeaders
+  if (raw.length > 2 * limits.fields) return 431
+  if (limits.fieldSize > 0)
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length + raw[i + 1]!.length + 2 > limits.fieldSize) return 431
+  return undefined
 }
 
 function listenFd(server: Server, fd: number): Promise<void> {
@@ -67,11 +106,9 @@ export class Worker {
     }
     this.maxRequests = message.maxRequests
     this.noKeepAlive = message.keepAliveMs === 0
-    this.servers = makeServers(target, message.listeners.length)
+    this.servers = makeServers(target, message.listeners.length, message.limits, (app) => this.listener(app, message.limits))
     for (const [i, server] of this.servers.entries()) {
       if (message.keepAliveMs > 0) server.keepAliveTimeout = message.keepAliveMs
-      // Before the app's own listeners: every request is counted and, while draining, told to close.
-      server.prependListener('request', this.onRequest)
       await listenFd(server, LISTENER_FD_START + i)
     }
     this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
@@ -79,15 +116,26 @@ export class Worker {
     send({ cmd: CMD, act: 'listening', description: target.description })
   }
 
-  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    this.requests++
-    if (this.draining || this.noKeepAlive) res.shouldKeepAlive = false
-    this.lastReq = req
-    this.lastRes = res
-    this.lastStart = Date.now()
-    if (this.maxRequests > 0 && this.requests >= this.maxRequests && !this.retireSent) {
-      this.retireSent = true
-      send({ cmd: CMD, act: 'retire', requests: this.requests })
+  /** The one request listener of every server: count, refuse what breaks the limits, then the app. */
+  private listener(app: Listener, limits: RequestLimits): Listener {
+    return (req, res) => {
+      this.requests++
+      if (this.draining || this.noKeepAlive) res.shouldKeepAlive = false
+      this.lastReq = req
+      this.lastRes = res
+      this.lastStart = Date.now()
+      if (this.maxRequests > 0 && this.requests >= this.maxRequests && !this.retireSent) {
+        this.retireSent = true
+        send({ cmd: CMD, act: 'retire', requests: this.requests })
+      }
+      const status = refusal(req, limits)
+      if (status !== undefined) {
+        res.shouldKeepAlive = false
+        res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' })
+        res.end(status === 414 ? 'Request-URI Too Long\n' : 'Request Header Fields Too Large\n')
+        return
+      }
+      app(req, res)
     }
   }
 

@@ -156,6 +156,21 @@ t.test('--print-config merges flags, SDSERVE_CMD_ARGS and the config file', asyn
     unixSocketOwner: null,
     user: 'nobody',
     workers: 4,
+    headersTimeout: 10,
+    requestTimeout: 300,
+    limitRequestLine: 4094,
+    limitRequestFields: 100,
+    limitRequestFieldSize: 8190,
+    workerConnections: 0,
+    accessLogfile: null,
+    accessLogformat: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+    errorLogfile: '-',
+    logLevel: 'info',
+    logFormat: 'text',
+    forwardedAllowIps: '127.0.0.1,::1,unix',
+    untrustedForwarded: 'strip',
+    proxyProtocol: false,
+    proxyAllowIps: '127.0.0.1,::1,unix',
   })
 })
 

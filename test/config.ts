@@ -217,7 +217,7 @@ t.test('validateOptions rejects bad values, naming the option as written and ech
 t.test('validateOptions rejects unknown keys, with a suggestion', async (t) => {
   let err = configError(t, () => validateOptions({ wrokers: 4 }, FILE))
   t.equal(err.option, `wrokers (in ${FILE})`)
-  t.match(err.message, /^wrokers \(in \/etc\/app\/sdserve\.config\.js\) must be a known option \(app, workers, bind, .*unixSocketOwner\), got 4; did you mean workers\?$/)
+  t.match(err.message, /^wrokers \(in \/etc\/app\/sdserve\.config\.js\) must be a known option \(app, workers, bind, .*proxyAllowIps\), got 4; did you mean workers\?$/)
   t.notMatch(err.message, /config\)/, 'config is not an option a config file may set')
   err = configError(t, () => validateOptions({ 'graceful-timeout': 10 }, FILE))
   t.match(err.message, /did you mean gracefulTimeout\?$/)
@@ -230,7 +230,7 @@ t.test('validateOptions rejects unknown keys, with a suggestion', async (t) => {
   err = configError(t, () => validateOptions({ toString: 1 }, FILE))
   t.match(err.message, /^toString \(in .*\) must be a known option/, 'inherited names are not options')
   err = configError(t, () => validateOptions({ wrokers: 4 }, ORIGIN_COMMAND_LINE))
-  t.match(err.message, /^--wrokers must be a known option \(.*config\), got 4; did you mean --workers\?$/)
+  t.match(err.message, /^--wrokers must be a known option \(.*proxyAllowIps\), got 4; did you mean --workers\?$/)
   err = configError(t, () => validateOptions(JSON.parse('{"__proto__": {"workers": 1}}') as Record<string, unknown>, FILE))
   t.match(err.message, /^__proto__ \(in /)
 })
@@ -569,4 +569,47 @@ t.test('formatConfig', async (t) => {
   t.same(Object.keys(parsed).sort(), [...OPTION_KEYS].sort(), 'every option, set or not')
   t.match(parsed, { umask: '0o022', unixSocketMode: '0o660', pid: '/run/a.pid', chdir: null, user: null, bind: ['unix:/run/a.sock'] })
   t.match(JSON.parse(formatConfig({ ...config, umask: 0, unixSocketMode: undefined })), { umask: '0o000', unixSocketMode: null })
+})
+
+t.test('slow-client limits, logging and proxy options', async (t) => {
+  const ok = validateOptions(
+    {
+      headersTimeout: '2.5',
+      requestTimeout: 0,
+      limitRequestLine: '0',
+      limitRequestFields: 50,
+      limitRequestFieldSize: '4096',
+      workerConnections: '1000',
+      accessLogfile: '-',
+      accessLogformat: '%(h)s %(s)s',
+      errorLogfile: '/var/log/sdserve.log',
+      logLevel: 'debug',
+      logFormat: 'json',
+      forwardedAllowIps: '10.0.0.0/8,unix',
+      untrustedForwarded: 'keep',
+      proxyProtocol: 'true',
+      proxyAllowIps: '*',
+    },
+    ORIGIN_COMMAND_LINE,
+  )
+  t.match(ok, { headersTimeout: 2.5, requestTimeout: 0, limitRequestLine: 0, logLevel: 'debug', logFormat: 'json', untrustedForwarded: 'keep', proxyProtocol: true })
+  t.equal(validateOptions({ proxyProtocol: false }, 'f.json').proxyProtocol, false)
+  t.equal(validateOptions({ proxyProtocol: 'false' }, 'f.json').proxyProtocol, false)
+  t.throws(() => validateOptions({ proxyProtocol: 'yes' }, ORIGIN_COMMAND_LINE), { message: '--proxy-protocol must be true or false, got "yes"' })
+  t.throws(() => validateOptions({ logLevel: 'loud' }, ORIGIN_COMMAND_LINE), {
+    message: '--log-level must be "debug", "info", "warning", "error" or "critical", got "loud"',
+  })
+  t.throws(() => validateOptions({ logFormat: 3 }, ORIGIN_COMMAND_LINE), { message: '--log-format must be "text" or "json", got 3' })
+  t.throws(() => validateOptions({ limitRequestFields: 0 }, ORIGIN_COMMAND_LINE), { message: /--limit-request-fields must be an integer from 1 to 32768/ })
+  t.throws(() => validateOptions({ limitRequestFieldSize: 'big' }, ORIGIN_COMMAND_LINE), { message: /--limit-request-field_size must be/ })
+})
+
+t.test('FORWARDED_ALLOW_IPS is the default of --forwarded-allow-ips', async (t) => {
+  const dir = t.testdir({})
+  const withEnv = await loadConfig({ argv: ['app.js'], env: { FORWARDED_ALLOW_IPS: '*' }, cwd: dir })
+  t.equal(withEnv.config.forwardedAllowIps, '*')
+  const flagWins = await loadConfig({ argv: ['--forwarded-allow-ips', '10.1.2.3', 'app.js'], env: { FORWARDED_ALLOW_IPS: '*' }, cwd: dir })
+  t.equal(flagWins.config.forwardedAllowIps, '10.1.2.3')
+  const proxy = await loadConfig({ argv: ['--proxy-protocol', 'app.js'], env: {}, cwd: dir })
+  t.equal(proxy.config.proxyProtocol, true)
 })

@@ -1,0 +1,148 @@
+/**
+ * Slow and bad clients against a running sdserve: each costs only its own
+ * connection while another client keeps being answered.
+ */
+import t, { type Test } from 'tap'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { cli, freePort, get, getWhenUp, root, spawnTracked, type Tracked } from './helpers/proc.js'
+
+const app = join(root, 'examples/frameworks/hello.mjs')
+
+async function start(t: Test, args: string[], appModule = app): Promise<{ child: Tracked; port: number }> {
+  const port = await freePort()
+  const child = spawnTracked(t, process.execPath, [cli, '-w', '1', '-b', `127.0.0.1:${port}`, ...args, appModule])
+  await getWhenUp({ port })
+  return { child, port }
+}
+
+/** Send raw bytes (all at once, or in timed pieces) and collect what comes back until the server closes. */
+function raw(port: number, pieces: Array<string | Buffer>, gapMs = 0, timeoutMs = 15000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let out = ''
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`no close within ${timeoutMs} ms; got ${JSON.stringify(out)}`))
+    }, timeoutMs)
+    socket.on('data', (d: Buffer) => (out += d.toString('latin1')))
+    socket.on('error', () => undefined) // a reset after the answer still counts as closed
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve(out)
+    })
+    let i = 0
+    const next = (): void => {
+      if (socket.destroyed || i >= pieces.length) return
+      socket.write(pieces[i++]!)
+      setTimeout(next, gapMs)
+    }
+    socket.on('connect', next)
+  })
+}
+
+/** Keep a well-behaved client busy while fn runs; resolves with its failures (must be 0). */
+async function whileServing(port: number, fn: () => Promise<void>): Promise<{ ok: number; failed: number }> {
+  let done = false
+  const counts = { ok: 0, failed: 0 }
+  const client = (async () => {
+    for (let i = 0; i < 2000 && !done; i++) {
+      const r = await get({ port }).catch(() => undefined)
+      if (r?.status === 200) counts.ok++
+      else counts.failed++
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  })()
+  try {
+    await fn()
+  } finally {
+    done = true
+    await client
+  }
+  return counts
+}
+
+t.test('a slow-loris client is cut with 408 after --headers-timeout; others are served meanwhile', async (t) => {
+  const { child, port } = await start(t, ['--headers-timeout', '1'])
+  const pieces = ['GET / HTTP/1.1\r\nHost: x\r\n', ...Array.from({ length: 40 }, () => 'X')]
+  let reply = ''
+  const counts = await whileServing(port, async () => {
+    reply = await raw(port, pieces, 200)
+  })
+  t.match(reply, /^HTTP\/1\.1 408 Request Timeout/, 'the trickling client gets 408')
+  t.equal(counts.failed, 0, 'no request of the other client failed')
+  t.ok(counts.ok > 5, `the other client was answered (${counts.ok} times)`)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+})
+
+t.test('a body trickled past --request-timeout gets 408', async (t) => {
+  // A headers timeout longer than the request timeout is capped to it (Node requires that).
+  const { child, port } = await start(t, ['--request-timeout', '1', '--headers-timeout', '5'], join(root, 'test/fixtures/body-app.mjs'))
+  const reply = await raw(
+    port,
+    ['POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n', ...Array.from({ length: 40 }, () => 'x')],
+    200,
+  )
+  t.match(reply, /^HTTP\/1\.1 408 Request Timeout/)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+})
+
+t.test('malformed and oversize requests: 400, 414, 431, each costing only its connection', async (t) => {
+  const { child, port } = await start(t, [])
+  const manyFields = Array.from({ length: 101 }, (_, i) => `X-F${i}: v\r\n`).join('')
+  const cases: Array<[string, string | Buffer, RegExp]> = [
+    ['garbage', 'HELLO THERE\r\n\r\n', /^HTTP\/1\.1 400 Bad Request/],
+    ['binary garbage', Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00, 0x0d, 0x0a, 0x0d, 0x0a]), /^HTTP\/1\.1 400 Bad Request/],
+    ['a bad header line', 'GET / HTTP/1.1\r\nHost x\r\n\r\n', /^HTTP\/1\.1 400 Bad Request/],
+    ['a request line over --limit-request-line', `GET /${'a'.repeat(5000)} HTTP/1.1\r\nHost: x\r\n\r\n`, /^HTTP\/1\.1 414 /],
+    ['more fields than --limit-request-fields', `GET / HTTP/1.1\r\nHost: x\r\n${manyFields}\r\n`, /^HTTP\/1\.1 431 /],
+    ['a field over --limit-request-field_size', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(9000)}\r\n\r\n`, /^HTTP\/1\.1 431 /],
+    ['headers over 16 KiB in all', `GET / HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 5 }, (_, i) => `X-${i}: ${'c'.repeat(4000)}\r\n`).join('')}\r\n`, /^HTTP\/1\.1 431 /],
+  ]
+  const counts = await whileServing(port, async () => {
+    for (const [what, bytes, re] of cases) t.match(await raw(port, [bytes]), re, what)
+  })
+  t.equal(counts.failed, 0, 'the other client never failed')
+  t.equal((await get({ port })).status, 200, 'and the worker still serves')
+  t.notMatch(child.output(), /exited with/, 'no worker died')
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+})
+
+t.test('the limits can be raised', async (t) => {
+  const { child, port } = await start(t, ['--limit-request-line', '0', '--limit-request-field_size', '0', '--limit-request-fields', '200'])
+  const manyFields = Array.from({ length: 150 }, (_, i) => `X-F${i}: v\r\n`).join('')
+  t.match(await raw(port, [`GET /${'a'.repeat(5000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`]), /^HTTP\/1\.1 200 /)
+  t.match(await raw(port, [`GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ${'b'.repeat(9000)}\r\n\r\n`]), /^HTTP\/1\.1 200 /)
+  t.match(await raw(port, [`GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${manyFields}\r\n`]), /^HTTP\/1\.1 200 /)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+})
+
+t.test('--worker-connections: a worker holds at most N connections', async (t) => {
+  const { child, port } = await start(t, ['--worker-connections', '2', '--keep-alive', '30'])
+  // Two idle keep-alive connections fill the worker.
+  const held = [connect(port, '127.0.0.1'), connect(port, '127.0.0.1')]
+  t.teardown(() => {
+    for (const s of held) s.destroy()
+  })
+  await Promise.all(held.map((s) => new Promise((r) => s.once('connect', r))))
+  const third = await raw(port, ['GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'])
+  t.equal(third, '', 'a third connection is closed without an answer')
+  for (const s of held) s.destroy()
+  await new Promise((r) => setTimeout(r, 100))
+  t.equal((await getWhenUp({ port })).status, 200, 'once they are gone, requests are served again')
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+})
+
+t.test('--keep-alive 0 closes every connection after its response', async (t) => {
+  const { child, port } = await start(t, ['--keep-alive', '0'])
+  const reply = await raw(port, ['GET / HTTP/1.1\r\nHost: x\r\n\r\n'])
+  t.match(reply, /^HTTP\/1\.1 200 /)
+  t.match(reply, /\r\nConnection: close\r\n/i)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+})
