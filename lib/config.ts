@@ -174,7 +174,7 @@ export const OPTIONS: readonly OptionInfo[] = [
   { key: 'bind', flag: 'bind', short: 'b', meta: 'SPEC', multiple: true, help: 'listen on SPEC; repeatable', defaultText: "systemd's sockets, else 127.0.0.1:8000" },
   { key: 'balance', flag: 'balance', meta: 'MODE', help: 'shared (one socket) or reuse-port (SO_REUSEPORT, per worker)', defaultText: DEFAULTS.balance },
   { key: 'backlog', flag: 'backlog', meta: 'N', help: 'listen backlog of sockets sdserve creates, 1 to 65535', defaultText: String(DEFAULTS.backlog) },
-  { key: 'timeout', flag: 'timeout', short: 't', meta: 'SECONDS', help: 'kill a worker blocked or booting this long; 0: never', defaultText: String(DEFAULTS.timeout) },
+  { key: 'timeout', flag: 'timeout', short: 't', meta: 'SECONDS', help: 'kill a worker blocked this long (a boot gets at least 10 s); 0: never', defaultText: String(DEFAULTS.timeout) },
   { key: 'gracefulTimeout', flag: 'graceful-timeout', meta: 'SECONDS', help: 'time to finish requests on stop and reload', defaultText: String(DEFAULTS.gracefulTimeout) },
   { key: 'keepAlive', flag: 'keep-alive', meta: 'SECONDS', help: 'idle keep-alive connection timeout; 0: no keep-alive', defaultText: String(DEFAULTS.keepAlive) },
   { key: 'maxRequests', flag: 'max-requests', meta: 'N', help: 'replace a worker after N requests; 0: never', defaultText: String(DEFAULTS.maxRequests) },

@@ -128,9 +128,13 @@ export class Master extends EventEmitter<MasterEvents> {
     return Math.round(this.config.timeout * 1000)
   }
 
-  /** How long a worker may take to boot (load the app and listen). */
+  /**
+   * How long a worker may take to boot (load the app and listen): --timeout,
+   * but at least 10 s (loading an app blocks the event loop legitimately, and
+   * a busy machine loads slowly), or 30 s with --timeout 0.
+   */
   private get bootTimeoutMs(): number {
-    return this.timeoutMs > 0 ? this.timeoutMs : 30000
+    return this.timeoutMs > 0 ? Math.max(this.timeoutMs, 10000) : 30000
   }
 
   private get heartbeatMs(): number {
