@@ -14,6 +14,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { parseBind } from './binds.js'
 import { splitCommandLine } from './cmd-args.js'
 import { ConfigError, show } from './errors.js'
+import { AllowList } from './http/proxy.js'
 
 export type Balance = 'shared' | 'reuse-port'
 
@@ -288,6 +289,13 @@ function oneOf<T extends string>(choices: readonly T[]) {
   }
 }
 
+/** An allow list of peers, checked by AllowList; kept as the text the user wrote. */
+function allowList(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw new ConfigError(name, value, "a comma-separated list of addresses, CIDR ranges, unix, or '*'")
+  AllowList.parse(value, name)
+  return value
+}
+
 function bool(value: unknown, name: string): boolean {
   if (value === true || value === 'true') return true
   if (value === false || value === 'false') return false
@@ -329,10 +337,10 @@ const VALIDATORS: { [K in keyof Config]-?: (value: unknown, name: string) => Con
   errorLogfile: nonEmptyString("a file path or '-'"),
   logLevel: oneOf(['debug', 'info', 'warning', 'error', 'critical'] as const),
   logFormat: oneOf(['text', 'json'] as const),
-  forwardedAllowIps: nonEmptyString("a comma-separated list of addresses, CIDR ranges, unix, or '*'"),
+  forwardedAllowIps: allowList,
   untrustedForwarded: oneOf(['strip', 'keep'] as const),
   proxyProtocol: bool,
-  proxyAllowIps: nonEmptyString("a comma-separated list of addresses, CIDR ranges, unix, or '*'"),
+  proxyAllowIps: allowList,
 }
 
 /** Every option key, as config files spell them. */

@@ -19,6 +19,8 @@ export { Master, type MasterEvents, type MasterOptions } from './master.js'
 export { type Config, type Balance } from './config.js'
 export { loadApp, parseAppSpec, type AppTarget, type RequestHandler } from './app.js'
 export { Logger, type LogLevel } from './logger.js'
+export { client, CLIENT, AllowList, DEFAULT_FORWARDED_ALLOW_IPS, type ClientInfo, type Peer } from './http/proxy.js'
+export { parseProxyHeader, readProxyHeader, ProxyProtocolError, type ProxyHeader } from './http/proxy-protocol.js'
 export {
   listenReusePort,
   sendFds,

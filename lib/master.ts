@@ -344,6 +344,12 @@ export class Master extends EventEmitter<MasterEvents> {
         fieldSize: config.limitRequestFieldSize,
         connections: config.workerConnections,
       },
+      proxy: {
+        forwardedAllowIps: config.forwardedAllowIps,
+        strip: config.untrustedForwarded === 'strip',
+        protocol: config.proxyProtocol,
+        proxyAllowIps: config.proxyAllowIps,
+      },
     }
     child.send(boot)
     this.log.debug(`worker ${id} (pid ${record.pid}, generation ${generation}) spawned`)

@@ -15,6 +15,16 @@ export interface ListenerInfo {
   text: string
 }
 
+/** Whom a worker believes about the client (see lib/http/proxy.ts). */
+export interface ProxySettings {
+  forwardedAllowIps: string
+  /** Remove forwarded headers sent by peers that are not trusted. */
+  strip: boolean
+  /** Every connection starts with a PROXY protocol header, from a peer in proxyAllowIps. */
+  protocol: boolean
+  proxyAllowIps: string
+}
+
 /** What a worker refuses from slow or misbehaving clients. 0 disables a limit. */
 export interface RequestLimits {
   headersTimeoutMs: number
@@ -48,6 +58,7 @@ export type MasterMessage =
       /** How long a stop may take when the worker is sent SIGTERM directly (KillMode=control-group). */
       gracefulTimeoutMs: number
       limits: RequestLimits
+      proxy: ProxySettings
     }
   | { cmd: typeof CMD; act: 'stop'; graceful: boolean; timeoutMs: number }
   | { cmd: typeof CMD; act: 'reopen-logs' }

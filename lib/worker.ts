@@ -6,8 +6,20 @@
  * connections and exits.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
-import { CMD, dispatch, isOurs, LISTENER_FD_START, type MasterMessage, type RequestLimits, type WorkerMessage } from './protocol.js'
+import { AllowList, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
+import { readProxyHeader } from './http/proxy-protocol.js'
+import {
+  CMD,
+  dispatch,
+  isOurs,
+  LISTENER_FD_START,
+  type MasterMessage,
+  type ProxySettings,
+  type RequestLimits,
+  type WorkerMessage,
+} from './protocol.js'
 
 type BootMessage = Extract<MasterMessage, { act: 'boot' }>
 
@@ -71,7 +83,41 @@ export function refusal(req: IncomingMessage, limits: RequestLimits): 414 | 431 
   return undefined
 }
 
-function listenFd(server: Server, fd: number): Promise<void> {
+/**
+ * --proxy-protocol: a plain TCP server accepts, reads the PROXY header (from
+ * an allowed peer only) and hands the connection to the HTTP server, with the
+ * header's source standing in for the peer address.
+ */
+function proxyFront(http: Server, settings: ProxySettings, headerTimeoutMs: number): NetServer {
+  const allowed = AllowList.parse(settings.proxyAllowIps, 'proxy-allow-ips')
+  return createNetServer((socket: Socket) => {
+    const peer = socketPeer(socket)
+    if (peer === undefined || !allowed.allows(peer)) {
+      console.error(`sdserve worker ${process.env.SDSERVE_WORKER_ID}: PROXY protocol header refused from ${describePeer(peer)}: not in --proxy-allow-ips`)
+      socket.destroy()
+      return
+    }
+    readProxyHeader(socket, headerTimeoutMs).then(
+      (header) => {
+        if (header.command === 'PROXY' && header.source !== undefined)
+          (socket as Socket & { [PROXIED]?: unknown })[PROXIED] =
+            header.family === 'unix' ? { kind: 'unix' } : { kind: 'inet', address: header.source.address }
+        http.emit('connection', socket)
+      },
+      (err: unknown) => {
+        // readProxyHeader has destroyed the connection: it costs only itself.
+        console.error(`sdserve worker ${process.env.SDSERVE_WORKER_ID}: closed a connection from ${describePeer(peer)}: ${(err as Error).message}`)
+      },
+    )
+  })
+}
+
+function describePeer(peer: ReturnType<typeof socketPeer>): string {
+  if (peer === undefined) return 'an unknown peer'
+  return peer.kind === 'unix' ? 'a UNIX socket peer' : peer.address
+}
+
+function listenFd(server: NetServer, fd: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen({ fd }, () => {
@@ -82,7 +128,12 @@ function listenFd(server: Server, fd: number): Promise<void> {
 }
 
 export class Worker {
+  /** The HTTP servers, one per listening socket. */
   private servers: Server[] = []
+  /** What listens on the sockets: the HTTP servers, or PROXY protocol front servers. */
+  private listening: NetServer[] = []
+  /** Open connections, so that a drain knows when it is done. */
+  private readonly connections = new Set<Socket>()
   private requests = 0
   private maxRequests = 0
   private retireSent = false
@@ -106,10 +157,20 @@ export class Worker {
     }
     this.maxRequests = message.maxRequests
     this.noKeepAlive = message.keepAliveMs === 0
-    this.servers = makeServers(target, message.listeners.length, message.limits, (app) => this.listener(app, message.limits))
+    const allow = AllowList.parse(message.proxy.forwardedAllowIps)
+    this.servers = makeServers(target, message.listeners.length, message.limits, (app) =>
+      this.listener(app, message.limits, allow, message.proxy.strip),
+    )
+    const headerTimeoutMs = message.limits.headersTimeoutMs > 0 ? message.limits.headersTimeoutMs : 10000
     for (const [i, server] of this.servers.entries()) {
       if (message.keepAliveMs > 0) server.keepAliveTimeout = message.keepAliveMs
-      await listenFd(server, LISTENER_FD_START + i)
+      server.on('connection', (socket: Socket) => {
+        this.connections.add(socket)
+        socket.once('close', () => this.connections.delete(socket))
+      })
+      const front = message.proxy.protocol ? proxyFront(server, message.proxy, headerTimeoutMs) : server
+      this.listening.push(front)
+      await listenFd(front, LISTENER_FD_START + i)
     }
     this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
     this.heartbeat.unref()
@@ -117,9 +178,11 @@ export class Worker {
   }
 
   /** The one request listener of every server: count, refuse what breaks the limits, then the app. */
-  private listener(app: Listener, limits: RequestLimits): Listener {
+  private listener(app: Listener, limits: RequestLimits, allow: AllowList, strip: boolean): Listener {
     return (req, res) => {
       this.requests++
+      // Who the client is (trusted proxy headers), stored on req for client(req); untrusted ones removed.
+      resolveClient(req, allow, { strip })
       if (this.draining || this.noKeepAlive) res.shouldKeepAlive = false
       this.lastReq = req
       this.lastRes = res
@@ -157,24 +220,24 @@ export class Worker {
     /* c8 ignore next -- a second stop (SIGTERM from KillMode=control-group and the master's message) */
     if (this.draining) return
     this.draining = true
-    const closing = this.servers.map(
-      (server) =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve())
-          server.closeIdleConnections()
-          // A keep-alive connection becomes idle when its response ends: close it then.
-          server.on('request', (_req, res: ServerResponse) => res.once('finish', () => server.closeIdleConnections()))
-        }),
-    )
+    for (const l of this.listening) l.close()
+    for (const server of this.servers) {
+      server.closeIdleConnections()
+      // A keep-alive connection becomes idle when its response ends: close it then.
+      server.on('request', (_req, res: ServerResponse) => res.once('finish', () => server.closeIdleConnections()))
+    }
     const timer = setTimeout(() => {
       for (const server of this.servers) server.closeAllConnections()
       process.exit(0)
     }, timeoutMs)
     timer.unref()
-    void Promise.all(closing).then(() => {
+    const done = (): void => {
+      if (this.connections.size > 0) return
       clearInterval(this.heartbeat)
       process.exit(0)
-    })
+    }
+    for (const socket of this.connections) socket.once('close', () => setImmediate(done))
+    done()
   }
 }
 

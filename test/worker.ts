@@ -5,14 +5,14 @@
 import t, { type Test } from 'tap'
 import { connect } from 'node:net'
 import { join } from 'node:path'
-import { cli, freePort, get, getWhenUp, root, spawnTracked, type Tracked } from './helpers/proc.js'
+import { cli, freePort, get, getWhenUp, root, spawnTracked, waitForOutput, type Tracked } from './helpers/proc.js'
 
 const app = join(root, 'examples/frameworks/hello.mjs')
 
 async function start(t: Test, args: string[], appModule = app): Promise<{ child: Tracked; port: number }> {
   const port = await freePort()
   const child = spawnTracked(t, process.execPath, [cli, '-w', '1', '-b', `127.0.0.1:${port}`, ...args, appModule])
-  await getWhenUp({ port })
+  await waitForOutput(child, /\] worker 1 \(pid \d+, generation 1\) serving/)
   return { child, port }
 }
 
@@ -146,3 +146,83 @@ t.test('--keep-alive 0 closes every connection after its response', async (t) =>
   child.kill('SIGTERM')
   t.equal(await child.exited, 0)
 })
+
+const clientApp = join(root, 'test/fixtures/client-app.mjs')
+
+interface Seen {
+  client: { address: string; proto: string; host?: string; trusted: boolean }
+  xff: string | null
+  forwarded: string | null
+  proto: string | null
+}
+
+t.test('forwarded headers: believed from trusted peers, removed from others (or kept with --untrusted-forwarded keep)', async (t) => {
+  const spoof = { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', forwarded: 'for=198.51.100.9' }
+  const trusted = await start(t, [], clientApp)
+  const a = JSON.parse((await get({ port: trusted.port, headers: spoof })).body) as Seen
+  t.match(a, { client: { address: '198.51.100.9', proto: 'http', trusted: true }, xff: '203.0.113.7', forwarded: 'for=198.51.100.9' }, 'default: 127.0.0.1 is trusted; Forwarded wins')
+  const b = JSON.parse((await get({ port: trusted.port, headers: { 'x-forwarded-for': '10.0.0.1, 203.0.113.7', 'x-forwarded-proto': 'https' } })).body) as Seen
+  t.match(b.client, { address: '203.0.113.7', proto: 'https', trusted: true }, 'X-Forwarded-For: the right-most untrusted hop')
+
+  const untrusted = await start(t, ['--forwarded-allow-ips', '192.0.2.0/24'], clientApp)
+  const c = JSON.parse((await get({ port: untrusted.port, headers: spoof })).body) as Seen
+  t.same(c, { client: { address: '127.0.0.1', proto: 'http', host: `127.0.0.1:${untrusted.port}`, trusted: false }, xff: null, forwarded: null, proto: null }, 'not believed, and removed')
+
+  const keep = await start(t, ['--forwarded-allow-ips', '192.0.2.0/24', '--untrusted-forwarded', 'keep'], clientApp)
+  const d = JSON.parse((await get({ port: keep.port, headers: spoof })).body) as Seen
+  t.match(d, { client: { address: '127.0.0.1', trusted: false }, xff: '203.0.113.7', forwarded: 'for=198.51.100.9' }, 'kept but not believed')
+
+  const bad = spawnTracked(t, process.execPath, [cli, '--forwarded-allow-ips', '10.0.0.0/33', clientApp])
+  t.equal(await bad.exited, 2)
+  t.match(bad.output(), /forwarded-allow-ips/)
+  for (const s of [trusted, untrusted, keep]) s.child.kill('SIGTERM')
+})
+
+t.test('PROXY protocol v1 and v2: the header names the client; malformed or from a disallowed peer costs its connection', async (t) => {
+  const s = await start(t, ['--proxy-protocol', '--forwarded-allow-ips', '192.0.2.1'], clientApp)
+  const request = 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+  const v1 = await raw(s.port, [`PROXY TCP4 198.51.100.4 192.0.2.9 40000 80\r\n${request}`])
+  t.match(v1, /"address":"198\.51\.100\.4"/, 'v1: the client from the header')
+  // v2: signature, PROXY over TCP4, 12 address bytes: 203.0.113.5:1234 -> 192.0.2.10:80
+  const v2 = Buffer.concat([
+    Buffer.from('0d0a0d0a000d0a515549540a', 'hex'),
+    Buffer.from([0x21, 0x11, 0x00, 0x0c, 203, 0, 113, 5, 192, 0, 2, 10, 0x04, 0xd2, 0x00, 0x50]),
+    Buffer.from(request),
+  ])
+  t.match(await raw(s.port, [v2]), /"address":"203\.0\.113\.5"/, 'v2: the client from the header')
+  t.match(await raw(s.port, [`PROXY TCP4 198.51.100.4 192.0.2.9 40000 80\r\n`, request.slice(0, 10), request.slice(10)], 50), /"address":"198\.51\.100\.4"/, 'in pieces')
+  const counts = await whileServingProxied(s.port, async () => {
+    t.equal(await raw(s.port, ['PROXY TCP4 999.1.1.1 192.0.2.9 1 2\r\n' + request]), '', 'a malformed header: closed, no answer')
+    t.equal(await raw(s.port, [request]), '', 'no header: closed')
+  })
+  t.equal(counts.failed, 0, 'others keep being served')
+  t.match(s.child.output(), /closed a connection from 127\.0\.0\.1: .*/)
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+
+  const refused = await start(t, ['--proxy-protocol', '--proxy-allow-ips', '192.0.2.1'], clientApp)
+  t.equal(await raw(refused.port, [`PROXY TCP4 198.51.100.4 192.0.2.9 40000 80\r\n${request}`]), '', 'a peer not in --proxy-allow-ips: closed')
+  await waitForOutput(refused.child, /PROXY protocol header refused from 127\.0\.0\.1: not in --proxy-allow-ips/)
+  refused.child.kill('SIGTERM')
+  t.equal(await refused.child.exited, 0)
+})
+
+/** whileServing() for a server that wants a PROXY header first. */
+async function whileServingProxied(port: number, fn: () => Promise<void>): Promise<{ ok: number; failed: number }> {
+  let done = false
+  const counts = { ok: 0, failed: 0 }
+  const client = (async () => {
+    for (let i = 0; i < 500 && !done; i++) {
+      const reply = await raw(port, [`PROXY TCP4 198.51.100.4 192.0.2.9 40000 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`]).catch(() => '')
+      if (reply.startsWith('HTTP/1.1 200')) counts.ok++
+      else counts.failed++
+    }
+  })()
+  try {
+    await fn()
+  } finally {
+    done = true
+    await client
+  }
+  return counts
+}
