@@ -25,6 +25,7 @@ import type { Config, ConfigSources } from './config.js'
 import { AppLoadError, ExitCode, WorkerBootError } from './errors.js'
 import { canChangeIdentity, resolveOwner, workerIdentity } from './identity.js'
 import { closeListeners, openListeners, openReusePortSocket, type Listener } from './listeners.js'
+import { LogFile } from './log-file.js'
 import { Logger } from './logger.js'
 import { Notifier, oneLine } from './notify.js'
 import { removePidFile, writePidFile } from './pidfile.js'
@@ -344,6 +345,7 @@ export class Master extends EventEmitter<MasterEvents> {
         fieldSize: config.limitRequestFieldSize,
         connections: config.workerConnections,
       },
+      accessLog: config.accessLogfile === undefined ? undefined : { file: config.accessLogfile, format: config.accessLogformat },
       proxy: {
         forwardedAllowIps: config.forwardedAllowIps,
         strip: config.untrustedForwarded === 'strip',
@@ -701,6 +703,12 @@ export class Master extends EventEmitter<MasterEvents> {
   }
 }
 
+/** The error log of a configuration: --error-logfile, --log-level, --log-format. */
+export function loggerFor(config: Pick<Config, 'errorLogfile' | 'logLevel' | 'logFormat'>): Logger {
+  const file = config.errorLogfile === '-' ? undefined : LogFile.open(config.errorLogfile, 'stderr')
+  return new Logger({ level: config.logLevel, format: config.logFormat, ...(file === undefined ? {} : { file }) })
+}
+
 let cachedVersion: string | undefined
 export function version(): string {
   cachedVersion ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
@@ -717,6 +725,7 @@ export async function runMaster(config: Config, sources: ConfigSources): Promise
   const { loadConfig } = await import('./config.js')
   const master = new Master(config, {
     reloadConfig: async () => (await loadConfig(sources)).config,
+    logger: loggerFor(config),
   })
   try {
     await master.start()

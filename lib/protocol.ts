@@ -59,6 +59,8 @@ export type MasterMessage =
       gracefulTimeoutMs: number
       limits: RequestLimits
       proxy: ProxySettings
+      /** The access log: a file path or '-' (stdout), and gunicorn's format; undefined: none. */
+      accessLog: { file: string; format: string } | undefined
     }
   | { cmd: typeof CMD; act: 'stop'; graceful: boolean; timeoutMs: number }
   | { cmd: typeof CMD; act: 'reopen-logs' }

@@ -6,8 +6,8 @@
 import { fileURLToPath } from 'node:url'
 import { DEFAULTS, validateOptions, type Config } from './config.js'
 import { ConfigError } from './errors.js'
-import { Logger, type LogLevel } from './logger.js'
-import { Master } from './master.js'
+import type { LogLevel } from './logger.js'
+import { loggerFor, Master } from './master.js'
 
 export interface ServeOptions extends Partial<Omit<Config, 'app' | 'config'>> {
   /** The app module: a path, a file: URL, or `path:export` / `path:factory()`. */
@@ -40,7 +40,7 @@ export async function serve(options: ServeOptions): Promise<ServerHandle> {
   const { app, signals, logLevel, ...rest } = options
   const appSpec = app instanceof URL ? fileURLToPath(app) : app
   const config: Config = { ...DEFAULTS, ...validateOptions({ ...rest, app: appSpec }, 'serve()'), config: undefined } as Config
-  const master = new Master(config, { signals: signals ?? true, logger: new Logger({ level: logLevel ?? 'info' }) })
+  const master = new Master(config, { signals: signals ?? true, logger: loggerFor({ ...config, logLevel: logLevel ?? config.logLevel }) })
   await master.start()
   return {
     master,

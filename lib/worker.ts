@@ -8,7 +8,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
+import { AccessLog } from './http/access-log.js'
 import { AllowList, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
+import { LogFile } from './log-file.js'
 import { readProxyHeader } from './http/proxy-protocol.js'
 import {
   CMD,
@@ -132,6 +134,8 @@ export class Worker {
   private servers: Server[] = []
   /** What listens on the sockets: the HTTP servers, or PROXY protocol front servers. */
   private listening: NetServer[] = []
+  private accessFile: LogFile | undefined
+  private accessLog: AccessLog | undefined
   /** Open connections, so that a drain knows when it is done. */
   private readonly connections = new Set<Socket>()
   private requests = 0
@@ -158,6 +162,11 @@ export class Worker {
     this.maxRequests = message.maxRequests
     this.noKeepAlive = message.keepAliveMs === 0
     const allow = AllowList.parse(message.proxy.forwardedAllowIps)
+    if (message.accessLog !== undefined) {
+      // Every worker appends whole lines to the same file (O_APPEND); USR1 reopens it.
+      this.accessFile = LogFile.open(message.accessLog.file, 'stdout')
+      this.accessLog = new AccessLog(this.accessFile, message.accessLog.format)
+    }
     this.servers = makeServers(target, message.listeners.length, message.limits, (app) =>
       this.listener(app, message.limits, allow, message.proxy.strip),
     )
@@ -182,7 +191,8 @@ export class Worker {
     return (req, res) => {
       this.requests++
       // Who the client is (trusted proxy headers), stored on req for client(req); untrusted ones removed.
-      resolveClient(req, allow, { strip })
+      const client = resolveClient(req, allow, { strip })
+      this.accessLog?.track(req, res, client.address)
       if (this.draining || this.noKeepAlive) res.shouldKeepAlive = false
       this.lastReq = req
       this.lastRes = res
@@ -208,6 +218,13 @@ export class Worker {
         ? [{ method: String(this.lastReq.method), url: String(this.lastReq.url), ms: Date.now() - this.lastStart }]
         : []
     send({ cmd: CMD, act: 'heartbeat', requests: this.requests, inflight })
+  }
+
+  /** USR1 (logrotate): reopen the access log; a failure is reported, never fatal. */
+  reopenLogs(): void {
+    this.accessFile?.reopen().catch((err: unknown) => {
+      console.error(`sdserve worker ${process.env.SDSERVE_WORKER_ID}: cannot reopen the access log: ${(err as Error).message}`)
+    })
   }
 
   /**
@@ -269,7 +286,7 @@ export function runWorker(): void {
         worker.boot(m).catch(cannotListen)
       },
       stop: (m) => worker.stop(m.graceful, m.timeoutMs),
-      'reopen-logs': () => undefined,
+      'reopen-logs': () => worker.reopenLogs(),
     })
   })
 }

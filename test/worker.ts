@@ -3,11 +3,16 @@
  * connection while another client keeps being answered.
  */
 import t, { type Test } from 'tap'
+import { execFile } from 'node:child_process'
+import { chmodSync, existsSync, readFileSync, renameSync, statSync } from 'node:fs'
 import { connect } from 'node:net'
+import { promisify } from 'node:util'
 import { join } from 'node:path'
-import { cli, freePort, get, getWhenUp, root, spawnTracked, waitForOutput, type Tracked } from './helpers/proc.js'
+import { cli, freePort, get, getWhenUp, load, root, shortTmp, spawnTracked, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
+import { startNginx } from './helpers/nginx.js'
 
 const app = join(root, 'examples/frameworks/hello.mjs')
+const run = promisify(execFile)
 
 async function start(t: Test, args: string[], appModule = app): Promise<{ child: Tracked; port: number }> {
   const port = await freePort()
@@ -226,3 +231,69 @@ async function whileServingProxied(port: number, fn: () => Promise<void>): Promi
   }
   return counts
 }
+
+t.test("the seed's access log format, behind a real nginx on a UNIX socket", async (t) => {
+  const dir = shortTmp(t)
+  chmodSync(dir, 0o755) // nginx's worker runs as www-data
+  const sock = join(dir, 'app.sock')
+  const logFile = join(dir, 'access.log')
+  const format = '%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" client=%(h)s'
+  const child = spawnTracked(t, process.execPath, [
+    cli, '-w', '2', '-b', `unix:${sock}`, '--unix-socket-mode', '666', '--access-logfile', logFile, '--access-logformat', format, app,
+  ])
+  await waitForOutput(child, /worker 2 \(pid \d+, generation 1\) serving/)
+  const nginx = await startNginx(t, `unix:${sock}`)
+  const { stdout } = await run('curl', [
+    '-sS', '--max-time', '10', '-H', 'X-Forwarded-For: 203.0.113.50', '-H', 'Referer: http://example.test/from', '-A', 'seed-agent/1.0',
+    `http://127.0.0.1:${nginx.port}/hello?x=1`,
+  ])
+  t.match(stdout, /hello/)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+  // (the other line is startNginx's readiness probe, which nginx passed on too)
+  const lines = readFileSync(logFile, 'utf8').trim().split('\n').filter((l) => l.includes('/hello?x=1'))
+  t.equal(lines.length, 1)
+  t.match(
+    lines[0],
+    /^203\.0\.113\.50, 127\.0\.0\.1 - - \[\d{2}\/\w{3}\/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET \/hello\?x=1 HTTP\/1\.0" 200 \d+ "http:\/\/example\.test\/from" "seed-agent\/1\.0" client=203\.0\.113\.50$/,
+    'X-Forwarded-For as nginx set it; the client is the right-most hop that is not a trusted proxy',
+  )
+})
+
+t.test('USR1 with a rotated access log loses no line', async (t) => {
+  const dir = shortTmp(t)
+  const logFile = join(dir, 'access.log')
+  const { child, port } = await start(t, ['--access-logfile', logFile, '-w', '2'])
+  let stop = false
+  const traffic = load({ port, concurrency: 4, maxRequests: 3000, until: () => stop })
+  await waitFor(() => existsSync(logFile) && statSync(logFile).size > 2000, 'some lines logged')
+  renameSync(logFile, `${logFile}.1`) // logrotate
+  child.kill('SIGUSR1') // its postrotate
+  await waitFor(() => existsSync(logFile) && statSync(logFile).size > 2000, 'lines in the new file')
+  stop = true
+  const result = await traffic
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+  t.equal(result.failed, 0)
+  const count = (f: string): number => readFileSync(f, 'utf8').split('\n').filter((l) => l !== '').length
+  t.equal(count(`${logFile}.1`) + count(logFile), result.ok, `every request logged once (${result.ok})`)
+  t.ok(count(`${logFile}.1`) > 0 && count(logFile) > 0, 'lines on both sides of the rotation')
+})
+
+t.test('--error-logfile and --log-format json', async (t) => {
+  const dir = shortTmp(t)
+  const errorLog = join(dir, 'error.log')
+  const port = await freePort()
+  const child = spawnTracked(t, process.execPath, [
+    cli, '-w', '1', '-b', `127.0.0.1:${port}`, '--error-logfile', errorLog, '--log-format', 'json', '--log-level', 'debug', app,
+  ])
+  await waitFor(() => existsSync(errorLog) && readFileSync(errorLog, 'utf8').includes('serving'), 'the serving line in the error log')
+  t.equal((await get({ port })).status, 200)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+  const lines = readFileSync(errorLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { level: string; message: string; pid: number })
+  t.ok(lines.some((l) => l.level === 'debug' && /spawned/.test(l.message)), 'debug lines at --log-level debug')
+  t.ok(lines.some((l) => l.level === 'info' && /^stopped$/.test(l.message)), 'the last words are in the file')
+  t.ok(lines.every((l) => l.pid === child.pid))
+  t.notMatch(child.output(), /serving/, 'nothing of it on stderr')
+})

@@ -1,0 +1,307 @@
+/**
+ * The access log (gunicorn's --access-logfile / --access-logformat): one
+ * line per request, in gunicorn's `%(name)s` format, compiled once into a
+ * function of literal and atom parts.
+ *
+ * | atom | value |
+ * |---|---|
+ * | `h` | remote address (`remoteOf(req)`; default the peer address; `-` for a UNIX socket peer, which has no address node can show) |
+ * | `l` | `-` |
+ * | `u` | user name from `Authorization: Basic` (or the entry's `user`) |
+ * | `t` | time the line is logged, `[10/Oct/2000:13:55:36 +0200]` (local time, as gunicorn) |
+ * | `r` | request line `GET /path?q HTTP/1.1` |
+ * | `m` `U` `q` `H` | method, URL path, query string (no `?`), protocol `HTTP/1.1` |
+ * | `s` | status (for a request the client cut off: the status the response had then) |
+ * | `B` `b` | response body bytes; `b` shows `-` for 0 |
+ * | `f` `a` | Referer, User-Agent |
+ * | `T` `D` `M` `L` | request time: whole seconds, microseconds, milliseconds, decimal seconds |
+ * | `p` | `<pid>` |
+ * | `{name}i` `{name}o` | request / response header (case-insensitive) |
+ * | `{NAME}e` | environment variable, read when the format is compiled |
+ *
+ * A missing or empty value is `-`. Values from the request, the response or
+ * the environment are escaped as nginx does, so a line cannot be forged:
+ * control characters and bytes 0x7f-0xff become `\xNN`, `"` becomes `\"`
+ * and `\` becomes `\\`. `%%` is a literal `%`.
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { ConfigError } from '../errors.js'
+import type { LogFile } from '../log-file.js'
+
+export const DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+export interface AccessLogEntry {
+  req: IncomingMessage
+  res: ServerResponse
+  /** The client address (`-` when unknown). */
+  remote: string
+  /** process.hrtime.bigint() when the request started and when its response finished or was cut off. */
+  startNs: bigint
+  endNs: bigint
+  /** Response body bytes sent (without headers and chunked framing). */
+  bytes: number
+  /** The authenticated user, when the app knows better than the Authorization header. */
+  user?: string
+}
+
+type Atom = (e: AccessLogEntry) => string
+
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\x00-\x1f"\\\x7f-\xff]/
+
+/** Escape a value as nginx does: control characters and bytes 0x7f-0xff as \xNN, `"` and `\` with a backslash. */
+export function escapeLogValue(value: string): string {
+  if (!UNSAFE.test(value)) return value
+  let out = ''
+  for (const ch of value) {
+    const c = ch.charCodeAt(0)
+    if (c === 0x22) out += '\\"'
+    else if (c === 0x5c) out += '\\\\'
+    else if (c < 0x20 || (c >= 0x7f && c <= 0xff)) out += `\\x${c.toString(16).toUpperCase().padStart(2, '0')}`
+    else out += ch
+  }
+  return out
+}
+
+/** A value for the line: `-` when missing or empty, escaped otherwise. */
+function show(value: string | number | string[] | undefined): string {
+  if (value === undefined) return '-'
+  const text = Array.isArray(value) ? value.join(', ') : String(value)
+  return text === '' ? '-' : escapeLogValue(text)
+}
+
+function urlPath(url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}
+
+function urlQuery(url: string): string | undefined {
+  const q = url.indexOf('?')
+  return q === -1 ? undefined : url.slice(q + 1)
+}
+
+/** The user of an `Authorization: Basic` header (its bytes, as header values are). */
+function basicUser(e: AccessLogEntry): string | undefined {
+  if (e.user !== undefined) return e.user
+  const auth = e.req.headers.authorization
+  if (auth === undefined || !/^basic /i.test(auth)) return undefined
+  const decoded = Buffer.from(auth.slice(6).trim(), 'base64').toString('latin1')
+  const colon = decoded.indexOf(':')
+  return colon === -1 ? decoded : decoded.slice(0, colon)
+}
+
+/** Status codes and methods whose responses have no body: node discards what the app writes. */
+function hasBody(e: AccessLogEntry): boolean {
+  const status = e.res.statusCode
+  return e.req.method !== 'HEAD' && status !== 204 && status !== 304 && status >= 200
+}
+
+function bodyBytes(e: AccessLogEntry): number {
+  return hasBody(e) ? e.bytes : 0
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+const pad2 = (n: number): string => (n < 10 ? `0${n}` : String(n))
+
+/** `[10/Oct/2000:13:55:36 +0200]` in local time: Apache's and gunicorn's %t. */
+export function formatLogTime(date: Date): string {
+  const offset = -date.getTimezoneOffset()
+  const abs = Math.abs(offset)
+  const zone = `${offset < 0 ? '-' : '+'}${pad2(Math.floor(abs / 60))}${pad2(abs % 60)}`
+  return (
+    `[${pad2(date.getDate())}/${MONTHS[date.getMonth()]!}/${date.getFullYear()}:` +
+    `${pad2(date.getHours())}:${pad2(date.getMinutes())}:${pad2(date.getSeconds())} ${zone}]`
+  )
+}
+
+/** %(t)s: the clock read once per line, the text built once per second. */
+function timeAtom(): Atom {
+  let second = -1
+  let text = ''
+  return () => {
+    const now = Date.now()
+    const s = Math.floor(now / 1000)
+    if (s !== second) {
+      second = s
+      text = formatLogTime(new Date(now))
+    }
+    return text
+  }
+}
+
+const elapsedNs = (e: AccessLogEntry): bigint => e.endNs - e.startNs
+
+const ATOMS: Record<string, () => Atom> = {
+  h: () => (e) => show(e.remote),
+  l: () => () => '-',
+  u: () => (e) => show(basicUser(e)),
+  t: timeAtom,
+  r: () => (e) => escapeLogValue(`${e.req.method ?? '-'} ${e.req.url ?? '-'} HTTP/${e.req.httpVersion}`),
+  m: () => (e) => show(e.req.method),
+  U: () => (e) => show(urlPath(e.req.url ?? '')),
+  q: () => (e) => show(urlQuery(e.req.url ?? '')),
+  H: () => (e) => `HTTP/${e.req.httpVersion}`,
+  s: () => (e) => String(e.res.statusCode),
+  B: () => (e) => String(bodyBytes(e)),
+  b: () => (e) => {
+    const n = bodyBytes(e)
+    return n === 0 ? '-' : String(n)
+  },
+  f: () => (e) => show(e.req.headers.referer),
+  a: () => (e) => show(e.req.headers['user-agent']),
+  T: () => (e) => String(elapsedNs(e) / 1_000_000_000n),
+  D: () => (e) => String(elapsedNs(e) / 1000n),
+  M: () => (e) => String(elapsedNs(e) / 1_000_000n),
+  L: () => (e) => {
+    const us = elapsedNs(e) / 1000n
+    return `${us / 1_000_000n}.${String(us % 1_000_000n).padStart(6, '0')}`
+  },
+  p: () => () => `<${process.pid}>`,
+}
+
+interface Compiled {
+  render: (e: AccessLogEntry) => string
+  /** Does the format show the remote address (worth resolving at request start)? */
+  usesRemote: boolean
+}
+
+function compile(format: string, option: string): Compiled {
+  const bad = (problem: string): ConfigError =>
+    new ConfigError(option, format, `a gunicorn access log format (${problem}; atoms: %(name)s with name one of ${Object.keys(ATOMS).join(' ')} {header}i {header}o {VAR}e, %% for a literal %)`)
+  // literals[i] comes before atoms[i]; the last literal ends the line.
+  const literals: string[] = []
+  const atoms: Atom[] = []
+  let usesRemote = false
+  let literal = ''
+  let i = 0
+  while (i < format.length) {
+    const pct = format.indexOf('%', i)
+    if (pct === -1) {
+      literal += format.slice(i)
+      break
+    }
+    literal += format.slice(i, pct)
+    const next = format[pct + 1]
+    if (next === '%') {
+      literal += '%'
+      i = pct + 2
+      continue
+    }
+    const close = next === '(' ? format.indexOf(')', pct + 2) : -1
+    if (close === -1 || format[close + 1] !== 's')
+      throw bad(`malformed directive at offset ${pct}: expected %(name)s or %%`)
+    const name = format.slice(pct + 2, close)
+    let atom: Atom
+    const braced = /^\{([^{}]+)\}([ioe])$/.exec(name)
+    if (braced !== null) {
+      const [, key, kind] = braced as unknown as [string, string, 'i' | 'o' | 'e']
+      if (kind === 'e') {
+        const value = show(process.env[key])
+        atom = () => value
+      } else {
+        const header = key.toLowerCase()
+        atom = kind === 'i' ? (e) => show(e.req.headers[header]) : (e) => show(e.res.getHeader(header))
+      }
+    } else {
+      const make = Object.hasOwn(ATOMS, name) ? ATOMS[name] : undefined
+      if (make === undefined) throw bad(`unknown atom %(${name})s`)
+      atom = make()
+      if (name === 'h') usesRemote = true
+    }
+    literals.push(literal)
+    atoms.push(atom)
+    literal = ''
+    i = close + 2
+  }
+  literals.push(literal)
+  const n = atoms.length
+  const render = (e: AccessLogEntry): string => {
+    let line = literals[0]!
+    for (let k = 0; k < n; k++) line += atoms[k]!(e) + literals[k + 1]!
+    return line
+  }
+  return { render, usesRemote }
+}
+
+/**
+ * Compile a gunicorn access log format once into a function of an entry
+ * (the line, without "\n"). A malformed `%` directive or an unknown atom is
+ * a ConfigError naming `option` and echoing the format.
+ */
+export function compileAccessLogFormat(format: string, option = 'access-logformat'): (e: AccessLogEntry) => string {
+  return compile(format, option).render
+}
+
+/** The peer address; a UNIX socket's peer has none (node shows none; gunicorn logs what it can). */
+function peerAddress(req: IncomingMessage): string {
+  return req.socket.remoteAddress ?? '-'
+}
+
+function chunkBytes(chunk: unknown, encoding: unknown): number {
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+  if (chunk instanceof Uint8Array) return chunk.byteLength
+  return 0
+}
+
+type WriteFn = (chunk: unknown, encoding?: unknown, callback?: unknown) => boolean
+type EndFn = (chunk?: unknown, encoding?: unknown, callback?: unknown) => ServerResponse
+
+export class AccessLog {
+  private readonly file: Pick<LogFile, 'write'>
+  private readonly render: (e: AccessLogEntry) => string
+  private readonly usesRemote: boolean
+
+  /** `file` is a LogFile (or anything with its write()); a bad format throws ConfigError('access-logformat'). */
+  constructor(file: Pick<LogFile, 'write'>, format: string = DEFAULT_ACCESS_LOG_FORMAT) {
+    this.file = file
+    const compiled = compile(format, 'access-logformat')
+    this.render = compiled.render
+    this.usesRemote = compiled.usesRemote
+  }
+
+  /** Write the line of one request. */
+  log(entry: AccessLogEntry): void {
+    this.file.write(`${this.render(entry)}\n`)
+  }
+
+  /**
+   * Log every request of `server`: one line when its response finishes, or
+   * when the connection closes first (a client that went away). `remoteOf`
+   * gives the client address (e.g. from trusted proxy headers); it runs when
+   * the request starts, while the socket is still there.
+   */
+  attach(server: Server, remoteOf: (req: IncomingMessage) => string = peerAddress): void {
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.track(req, res, this.usesRemote ? remoteOf(req) : '-')
+    })
+  }
+
+  /**
+   * Log one request: call it when the request starts, before the app writes
+   * anything (the worker calls it once it knows the client from trusted
+   * proxy headers). `remote` is what %(h)s shows.
+   */
+  track(req: IncomingMessage, res: ServerResponse, remote: string): void {
+    {
+      const startNs = process.hrtime.bigint()
+      // Body bytes: count what the app hands to res.write()/res.end() while the response is open.
+      // The cheapest correct way: the socket's bytesWritten also holds the headers (known only from
+      // node internals), the chunked framing and, with keep-alive, other responses' bytes; node
+      // keeps no count of its own. res.end() writes through node internals, not res.write(), so
+      // nothing is counted twice; bodies node drops (HEAD, 204, 304) are zeroed when logging.
+      let bytes = 0
+      const write = res.write.bind(res) as WriteFn
+      const end = res.end.bind(res) as EndFn
+      res.write = ((chunk: unknown, encoding?: unknown, callback?: unknown) => {
+        if (!res.writableEnded && !res.destroyed) bytes += chunkBytes(chunk, encoding)
+        return write(chunk, encoding, callback)
+      }) as ServerResponse['write']
+      res.end = ((chunk?: unknown, encoding?: unknown, callback?: unknown) => {
+        if (!res.writableEnded && !res.destroyed && typeof chunk !== 'function') bytes += chunkBytes(chunk, encoding)
+        return end(chunk, encoding, callback)
+      }) as ServerResponse['end']
+      // 'close' follows 'finish' (next tick) and also comes alone when the connection is cut off.
+      res.once('close', () => this.log({ req, res, remote, startNs, endNs: process.hrtime.bigint(), bytes }))
+    }
+  }
+}
