@@ -115,6 +115,7 @@ function proxyFront(http: Server, settings: ProxySettings, headerTimeoutMs: numb
 }
 
 function describePeer(peer: ReturnType<typeof socketPeer>): string {
+  /* c8 ignore next -- a connection reset before the server saw it */
   if (peer === undefined) return 'an unknown peer'
   return peer.kind === 'unix' ? 'a UNIX socket peer' : peer.address
 }

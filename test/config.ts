@@ -613,3 +613,8 @@ t.test('FORWARDED_ALLOW_IPS is the default of --forwarded-allow-ips', async (t) 
   const proxy = await loadConfig({ argv: ['--proxy-protocol', 'app.js'], env: {}, cwd: dir })
   t.equal(proxy.config.proxyProtocol, true)
 })
+
+t.test('allow lists are checked when the configuration is read', async (t) => {
+  t.throws(() => validateOptions({ forwardedAllowIps: 5 }, 'f.json'), { message: /^forwardedAllowIps \(in f\.json\) must be a comma-separated list/ })
+  t.throws(() => validateOptions({ proxyAllowIps: '10.0.0.0/40' }, ORIGIN_COMMAND_LINE), { message: /--proxy-allow-ips/ })
+})

@@ -698,3 +698,12 @@ t.test('an app module whose export cannot be served: exit 4 saying what it found
   t.match(child.output(), /failed to load the app/)
   t.match(child.output(), /number/)
 })
+
+t.test('a Master made without a logger logs to stderr at info', async (t) => {
+  const { Master } = await import('../lib/master.js')
+  const { Logger } = await import('../lib/logger.js')
+  const { DEFAULTS } = await import('../lib/config.js')
+  const m = new Master({ ...DEFAULTS, app })
+  t.ok(m.log instanceof Logger)
+  t.equal(m.log.level, 'info')
+})

@@ -4,7 +4,7 @@
  */
 import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
-import { chmodSync, existsSync, readFileSync, renameSync, statSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs'
 import { connect } from 'node:net'
 import { promisify } from 'node:util'
 import { join } from 'node:path'
@@ -184,7 +184,7 @@ t.test('forwarded headers: believed from trusted peers, removed from others (or 
 })
 
 t.test('PROXY protocol v1 and v2: the header names the client; malformed or from a disallowed peer costs its connection', async (t) => {
-  const s = await start(t, ['--proxy-protocol', '--forwarded-allow-ips', '192.0.2.1'], clientApp)
+  const s = await start(t, ['--proxy-protocol', '--forwarded-allow-ips', '192.0.2.1', '--headers-timeout', '0'], clientApp)
   const request = 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
   const v1 = await raw(s.port, [`PROXY TCP4 198.51.100.4 192.0.2.9 40000 80\r\n${request}`])
   t.match(v1, /"address":"198\.51\.100\.4"/, 'v1: the client from the header')
@@ -196,6 +196,19 @@ t.test('PROXY protocol v1 and v2: the header names the client; malformed or from
   ])
   t.match(await raw(s.port, [v2]), /"address":"203\.0\.113\.5"/, 'v2: the client from the header')
   t.match(await raw(s.port, [`PROXY TCP4 198.51.100.4 192.0.2.9 40000 80\r\n`, request.slice(0, 10), request.slice(10)], 50), /"address":"198\.51\.100\.4"/, 'in pieces')
+  // v2 LOCAL (a load balancer's health check): the connection's own peer.
+  const local = Buffer.concat([Buffer.from('0d0a0d0a000d0a515549540a', 'hex'), Buffer.from([0x20, 0x00, 0x00, 0x00]), Buffer.from(request)])
+  t.match(await raw(s.port, [local]), /"address":"127\.0\.0\.1"/, 'v2 LOCAL: the connection itself')
+  // v2 PROXY over AF_UNIX: a UNIX socket client behind the balancer.
+  const path = (p: string): Buffer => Buffer.concat([Buffer.from(p), Buffer.alloc(108 - p.length)])
+  const unixHeader = Buffer.concat([
+    Buffer.from('0d0a0d0a000d0a515549540a', 'hex'),
+    Buffer.from([0x21, 0x31, 0x00, 216]),
+    path('/run/client.sock'),
+    path('/run/lb.sock'),
+    Buffer.from(request),
+  ])
+  t.match(await raw(s.port, [unixHeader]), /"address":"unix"/, 'v2 AF_UNIX: a UNIX socket client')
   const counts = await whileServingProxied(s.port, async () => {
     t.equal(await raw(s.port, ['PROXY TCP4 999.1.1.1 192.0.2.9 1 2\r\n' + request]), '', 'a malformed header: closed, no answer')
     t.equal(await raw(s.port, [request]), '', 'no header: closed')
@@ -210,6 +223,14 @@ t.test('PROXY protocol v1 and v2: the header names the client; malformed or from
   await waitForOutput(refused.child, /PROXY protocol header refused from 127\.0\.0\.1: not in --proxy-allow-ips/)
   refused.child.kill('SIGTERM')
   t.equal(await refused.child.exited, 0)
+
+  const sock = join(shortTmp(t), 'p.sock')
+  const unixChild = spawnTracked(t, process.execPath, [cli, '-w', '1', '-b', `unix:${sock}`, '--proxy-protocol', '--proxy-allow-ips', '192.0.2.1', clientApp])
+  await waitForOutput(unixChild, /serving/)
+  await get({ socketPath: sock }).catch(() => undefined)
+  await waitForOutput(unixChild, /PROXY protocol header refused from a UNIX socket peer: not in --proxy-allow-ips/)
+  unixChild.kill('SIGTERM')
+  t.equal(await unixChild.exited, 0)
 })
 
 /** whileServing() for a server that wants a PROXY header first. */
@@ -296,4 +317,17 @@ t.test('--error-logfile and --log-format json', async (t) => {
   t.ok(lines.some((l) => l.level === 'info' && /^stopped$/.test(l.message)), 'the last words are in the file')
   t.ok(lines.every((l) => l.pid === child.pid))
   t.notMatch(child.output(), /serving/, 'nothing of it on stderr')
+})
+
+t.test('an access log that cannot be reopened is reported; the worker keeps serving', async (t) => {
+  const dir = shortTmp(t)
+  mkdirSync(join(dir, 'logs'))
+  const { child, port } = await start(t, ['--access-logfile', join(dir, 'logs/access.log')])
+  t.equal((await get({ port })).status, 200)
+  renameSync(join(dir, 'logs'), join(dir, 'gone'))
+  child.kill('SIGUSR1')
+  await waitForOutput(child, /cannot reopen the access log: .*ENOENT/)
+  t.equal((await get({ port })).status, 200)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
 })
