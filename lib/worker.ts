@@ -6,7 +6,7 @@
  * connections and exits.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
+import { createServer as createNetServer, Server as NetServerClass, type Server as NetServer, type Socket } from 'node:net'
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
 import { AccessLog } from './http/access-log.js'
 import { AllowList, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
@@ -24,6 +24,12 @@ import {
 } from './protocol.js'
 
 type BootMessage = Extract<MasterMessage, { act: 'boot' }>
+
+/** net.Server's own close(): stops accepting without http.Server's closing of idle connections. */
+function stopAccepting(server: NetServer): void {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- applied to the server itself
+  Reflect.apply(NetServerClass.prototype.close, server, [])
+}
 
 function send(message: WorkerMessage): void {
   // The master may already be gone; a worker never dies of a failed report.
@@ -238,12 +244,12 @@ export class Worker {
     /* c8 ignore next -- a second stop (SIGTERM from KillMode=control-group and the master's message) */
     if (this.draining) return
     this.draining = true
-    for (const l of this.listening) l.close()
-    for (const server of this.servers) {
-      server.closeIdleConnections()
-      // A keep-alive connection becomes idle when its response ends: close it then.
-      server.on('request', (_req, res: ServerResponse) => res.once('finish', () => server.closeIdleConnections()))
-    }
+    // Stop accepting, but leave idle keep-alive connections alone: closing one
+    // races a client that is sending its next request on it (that request is
+    // lost). Instead each connection's next response says Connection: close
+    // (see the request listener), and a connection that stays idle ends at its
+    // keep-alive timeout. (http.Server#close would close idle ones at once.)
+    for (const l of this.listening) stopAccepting(l)
     const timer = setTimeout(() => {
       for (const server of this.servers) server.closeAllConnections()
       process.exit(0)

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { createSocket } from 'node:dgram'
 import { createServer } from 'node:net'
+import { Agent } from 'node:http'
 import {
   cli,
   freePort,
@@ -706,4 +707,26 @@ t.test('a Master made without a logger logs to stderr at info', async (t) => {
   const m = new Master({ ...DEFAULTS, app })
   t.ok(m.log instanceof Logger)
   t.equal(m.log.level, 'info')
+})
+
+t.test('HUP under keep-alive load: no request on a reused connection is lost', async (t) => {
+  const s = await start(t, ['--keep-alive', '5'])
+  await ready(s)
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 })
+  t.teardown(() => agent.destroy())
+  let stop = false
+  const traffic = load({ port: s.port, agent, concurrency: 8, maxRequests: 6000, until: () => stop })
+  await new Promise((r) => setTimeout(r, 300))
+  for (let g = 2; g <= 4; g++) {
+    s.setVersion(`v${g}`)
+    s.child.kill('SIGHUP')
+    await waitForOutput(s.child, new RegExp(`reloaded: generation ${g} serving`))
+  }
+  await new Promise((r) => setTimeout(r, 300))
+  stop = true
+  const result = await traffic
+  t.equal(result.failed, 0, `no failed requests over 3 reloads (${result.ok} ok): ${result.errors.slice(0, 3).join('; ')}`)
+  t.ok(result.bodies.some((b) => b.startsWith('v4')), 'the last generation serves')
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
 })

@@ -1,6 +1,6 @@
 /** Helpers for process-level tests: every child is killed at teardown, every wait is bounded. */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { request } from 'node:http'
+import { request, type Agent } from 'node:http'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -95,6 +95,8 @@ export interface GetOptions {
   headers?: Record<string, string>
   /** Close the connection after the response (default true). */
   close?: boolean
+  /** Reuse connections through this agent (keep-alive clients); default: a new connection per request. */
+  agent?: Agent
   timeoutMs?: number
 }
 
@@ -107,8 +109,8 @@ export function get(options: GetOptions): Promise<Reply> {
         port: options.port,
         socketPath: options.socketPath,
         path: options.path ?? '/',
-        agent: false,
-        headers: { ...(options.close === false ? {} : { connection: 'close' }), ...options.headers },
+        agent: options.agent ?? false,
+        headers: { ...(options.close === false || options.agent !== undefined ? {} : { connection: 'close' }), ...options.headers },
         timeout: options.timeoutMs ?? 10000,
       },
       (res) => {
