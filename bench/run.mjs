@@ -98,11 +98,23 @@ function ensureTools() {
   }
   if (nginxBinary() === undefined) log('bench: nginx is not installed (Debian: `apt-get install nginx-light`): the nginx ceiling is skipped')
   if (!have('python3')) log('bench: python3 is not installed: READY=1 is timed from sdserve\'s "serving" log lines instead of sd_notify')
-  try {
-    createRequire(import.meta.url).resolve('node-unix-socket')
-  } catch {
-    log('bench: the npm package node-unix-socket is missing (a devDependency): run `npm install`')
-    process.exit(1)
+  // Not a devDependency: it lists platform packages the registry does not have,
+  // which makes `npm ci` refuse the lock file. The bench installs it when needed.
+  const resolveUnixSocket = () => {
+    try {
+      createRequire(import.meta.url).resolve('node-unix-socket')
+      return true
+    } catch {
+      return false
+    }
+  }
+  if (!resolveUnixSocket()) {
+    log('bench: installing the npm package node-unix-socket@0.2.7 (--no-save) for the SO_REUSEPORT baseline')
+    spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', 'node-unix-socket@0.2.7'], { cwd: ROOT, stdio: 'inherit' })
+    if (!resolveUnixSocket()) {
+      log('bench: node-unix-socket could not be installed: run `npm install --no-save node-unix-socket@0.2.7`')
+      process.exit(1)
+    }
   }
   if (!existsSync(CLI)) {
     log('bench: dist/ is missing: running `npm run build`')
