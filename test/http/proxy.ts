@@ -4,6 +4,7 @@ import { connect, Socket, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { ConfigError } from '../../lib/errors.js'
 import {
+  ALLOW_CACHE_MAX,
   AllowList,
   CLIENT,
   client,
@@ -478,4 +479,16 @@ t.test('client() reads the symbol; FORWARDED_HEADERS', async (t) => {
   t.equal(client(req), stored)
   t.equal(CLIENT, Symbol.for('sdserve.client'))
   t.same(FORWARDED_HEADERS, ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip'])
+})
+
+t.test('AllowList remembers verdicts per address, within a bound', async (t) => {
+  const allow = AllowList.parse('10.0.0.0/8')
+  for (let i = 0; i < ALLOW_CACHE_MAX + 10; i++) {
+    const inside = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`
+    if (!allow.allows({ kind: 'inet', address: inside })) t.fail(`${inside} should be allowed`)
+  }
+  t.equal(allow.allows({ kind: 'inet', address: '10.0.0.1' }), true, 'still right after the cache was emptied')
+  t.equal(allow.allows({ kind: 'inet', address: '11.0.0.1' }), false)
+  t.equal(allow.allows({ kind: 'inet', address: '11.0.0.1' }), false, 'a cached refusal')
+  t.equal(allow.allows({ kind: 'inet', address: 'not-an-ip' }), false)
 })
