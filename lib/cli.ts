@@ -8,7 +8,6 @@
  * failed to load.
  */
 import { existsSync, realpathSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import {
   ACTION_FLAGS,
@@ -22,6 +21,7 @@ import {
 import { parseAppSpec } from './app.js'
 import { DEFAULT_BIND } from './binds.js'
 import { ErrorCode, ExitCode, SdserveError } from './errors.js'
+import { version } from './version.js'
 
 export interface CliIo {
   stdout: (s: string) => void
@@ -74,11 +74,6 @@ export function usage(): string {
   return text
 }
 
-async function version(): Promise<string> {
-  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-  return pkg.version
-}
-
 /** The exit code for an error sdserve raised on purpose. */
 function exitCodeOf(err: SdserveError): number {
   switch (err.code) {
@@ -109,7 +104,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: CliIo = p
         io.stdout(usage())
         return ExitCode.OK
       case 'version':
-        io.stdout(`sdserve ${await version()}\n`)
+        io.stdout(`sdserve ${version()}\n`)
         return ExitCode.OK
       case 'check-config':
         parseAppSpec(config.app)

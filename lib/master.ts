@@ -17,7 +17,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync } from 'node:fs'
 import { EventEmitter } from 'node:events'
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { inheritedSockets } from './activation.js'
 import { parseAppSpec } from './app.js'
@@ -31,6 +30,7 @@ import { Notifier, oneLine } from './notify.js'
 import { removePidFile, writePidFile } from './pidfile.js'
 import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage } from './protocol.js'
 import { startWatchdog, type Watchdog } from './watchdog.js'
+import { version } from './version.js'
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url))
 
@@ -707,13 +707,6 @@ export class Master extends EventEmitter<MasterEvents> {
 export function loggerFor(config: Pick<Config, 'errorLogfile' | 'logLevel' | 'logFormat'>): Logger {
   const file = config.errorLogfile === '-' ? undefined : LogFile.open(config.errorLogfile, 'stderr')
   return new Logger({ level: config.logLevel, format: config.logFormat, ...(file === undefined ? {} : { file }) })
-}
-
-let cachedVersion: string | undefined
-export function version(): string {
-  cachedVersion ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
-    .version
-  return cachedVersion
 }
 
 /**
