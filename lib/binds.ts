@@ -18,6 +18,9 @@ export type BindSpec =
 /** What sdserve binds when there is neither --bind nor LISTEN_FDS. */
 export const DEFAULT_BIND = '127.0.0.1:8000'
 
+/** listen() backlog when none is given, as gunicorn's (node's own default is 511). */
+export const DEFAULT_BACKLOG = 2048
+
 function parsePort(option: string, text: string, portText: string): number {
   if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) > 65535)
     throw new ConfigError(option, text, 'HOST:PORT with a port from 0 to 65535')

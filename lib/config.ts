@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os'
 import { extname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { parseBind } from './binds.js'
+import { DEFAULT_BACKLOG, parseBind } from './binds.js'
 import { splitCommandLine } from './cmd-args.js'
 import { ConfigError, show } from './errors.js'
 import { AllowList } from './http/proxy.js'
@@ -27,7 +27,7 @@ export interface Config {
   bind: string[]
   /** How connections reach workers: one shared socket, or one SO_REUSEPORT socket per worker (TCP binds). */
   balance: Balance
-  /** Listen backlog of sockets sdserve creates. */
+  /** Listen backlog of every socket (listen(2) is called again on inherited ones too). */
   backlog: number
   /** Seconds a worker may go without a heartbeat (event loop blocked) before it is killed; 0 disables. Also bounds a worker's boot. */
   timeout: number
@@ -110,7 +110,7 @@ export const DEFAULTS: Readonly<Omit<Config, 'app'>> = Object.freeze({
   workers: Math.min(Math.max(availableParallelism(), 1), MAX_WORKERS),
   bind: Object.freeze([]) as unknown as string[],
   balance: 'shared',
-  backlog: 2048,
+  backlog: DEFAULT_BACKLOG,
   timeout: 30,
   gracefulTimeout: 30,
   keepAlive: 5,
@@ -174,7 +174,7 @@ export const OPTIONS: readonly OptionInfo[] = [
   { key: 'workers', flag: 'workers', short: 'w', meta: 'N', help: `worker processes, 1 to ${MAX_WORKERS}`, defaultText: `${DEFAULTS.workers}, one per CPU core` },
   { key: 'bind', flag: 'bind', short: 'b', meta: 'SPEC', multiple: true, help: 'listen on SPEC; repeatable', defaultText: "systemd's sockets, else 127.0.0.1:8000" },
   { key: 'balance', flag: 'balance', meta: 'MODE', help: 'shared (one socket) or reuse-port (SO_REUSEPORT, per worker)', defaultText: DEFAULTS.balance },
-  { key: 'backlog', flag: 'backlog', meta: 'N', help: 'listen backlog of sockets sdserve creates, 1 to 65535', defaultText: String(DEFAULTS.backlog) },
+  { key: 'backlog', flag: 'backlog', meta: 'N', help: 'listen backlog of every socket, systemd\'s included, 1 to 65535', defaultText: String(DEFAULTS.backlog) },
   { key: 'timeout', flag: 'timeout', short: 't', meta: 'SECONDS', help: 'kill a worker blocked this long (a boot gets at least 10 s); 0: never', defaultText: String(DEFAULTS.timeout) },
   { key: 'gracefulTimeout', flag: 'graceful-timeout', meta: 'SECONDS', help: 'time to finish requests on stop and reload', defaultText: String(DEFAULTS.gracefulTimeout) },
   { key: 'keepAlive', flag: 'keep-alive', meta: 'SECONDS', help: 'idle keep-alive connection timeout; 0: no keep-alive', defaultText: String(DEFAULTS.keepAlive) },

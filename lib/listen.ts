@@ -2,10 +2,10 @@
  * For an app that runs its own single process: listen on the socket systemd
  * passed (by name, or the first), or bind a fallback when not socket-activated.
  */
-import type { AddressInfo, Server } from 'node:net'
+import type { AddressInfo, ListenOptions as NetListenOptions, Server } from 'node:net'
 import { chmodSync } from 'node:fs'
 import { inheritedSockets } from './activation.js'
-import { DEFAULT_BIND, parseBind, removeStaleUnixSocket } from './binds.js'
+import { DEFAULT_BACKLOG, DEFAULT_BIND, parseBind, removeStaleUnixSocket } from './binds.js'
 import { ConfigError, InvalidArgumentError } from './errors.js'
 import { formatAddress, socketInfo } from './native.js'
 
@@ -14,7 +14,10 @@ export interface ListenOptions {
   name?: string
   /** What to bind when the process was not socket-activated (default 127.0.0.1:8000). */
   fallback?: string
-  /** Listen backlog for a fallback socket (default 511). */
+  /**
+   * listen() backlog, for an inherited socket too: node calls listen(2) on it
+   * again, so this replaces the socket unit's Backlog= (default 2048, as sdserve's --backlog).
+   */
   backlog?: number
   /** File mode of a fallback UNIX socket, e.g. 0o660. */
   unixMode?: number
@@ -30,11 +33,12 @@ export interface ListenResult {
   address: string
 }
 
-function listenOn(server: Server, options: Parameters<Server['listen']>[0]): Promise<void> {
+function listenOn(server: Server, options: NetListenOptions & { fd?: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => { reject(err); }
     server.once('error', onError)
-    server.listen(options, () => {
+    // node reads the backlog of a listen({ fd }) only from the second argument, not from the options.
+    server.listen(options, options.backlog, () => {
       server.off('error', onError)
       resolve()
     })
@@ -43,6 +47,7 @@ function listenOn(server: Server, options: Parameters<Server['listen']>[0]): Pro
 
 export async function listen(server: Server, options: ListenOptions = {}): Promise<ListenResult> {
   if (typeof server?.listen !== 'function') throw new InvalidArgumentError('server', server, 'a net.Server or http.Server')
+  const backlog = options.backlog ?? DEFAULT_BACKLOG
   const sockets = inheritedSockets()
   if (sockets.length > 0) {
     const chosen = options.name === undefined ? sockets[0] : sockets.find((s) => s.name === options.name)
@@ -52,12 +57,11 @@ export async function listen(server: Server, options: ListenOptions = {}): Promi
         options.name,
         `one of the inherited socket names (${sockets.map((s) => s.name).join(', ')})`,
       )
-    await listenOn(server, { fd: chosen.fd })
+    await listenOn(server, { fd: chosen.fd, backlog })
     return { source: 'systemd', name: chosen.name, fd: chosen.fd, address: chosen.text }
   }
 
   const spec = parseBind(options.fallback ?? DEFAULT_BIND, 'fallback')
-  const backlog = options.backlog ?? 511
   switch (spec.kind) {
     case 'tcp':
       await listenOn(server, { host: spec.host, port: spec.port, backlog, ipv6Only: spec.family === 6 })
@@ -68,7 +72,7 @@ export async function listen(server: Server, options: ListenOptions = {}): Promi
       if (options.unixMode !== undefined) chmodSync(spec.path, options.unixMode)
       return { source: 'fallback', address: spec.text }
     case 'fd':
-      await listenOn(server, { fd: spec.fd })
+      await listenOn(server, { fd: spec.fd, backlog })
       return { source: 'fallback', fd: spec.fd, address: formatAddress(socketInfo(spec.fd).address) }
     case 'systemd':
       throw new ConfigError('fallback', spec.text, 'a bind that does not need systemd (no sockets were passed)')

@@ -333,6 +333,7 @@ export class Master extends EventEmitter<MasterEvents> {
       app: config.app,
       cwd: process.cwd(),
       listeners: sockets.map(({ name, text }) => ({ name, text })),
+      backlog: config.backlog,
       keepAliveMs: Math.round(config.keepAlive * 1000),
       maxRequests: config.maxRequests > 0 ? config.maxRequests + jitter(config.maxRequestsJitter) : 0,
       heartbeatMs: this.heartbeatMs,

@@ -51,6 +51,12 @@ export type MasterMessage =
       app: string
       cwd: string
       listeners: ListenerInfo[]
+      /**
+       * listen() backlog for every socket, inherited ones included: node's
+       * listen({ fd }) calls listen(2) again, with 511 unless told otherwise,
+       * which would shrink a systemd socket's Backlog= or sdserve's --backlog.
+       */
+      backlog: number
       keepAliveMs: number
       /** Requests after which the worker asks to be replaced; 0 = never. */
       maxRequests: number

@@ -126,10 +126,11 @@ function describePeer(peer: ReturnType<typeof socketPeer>): string {
   return peer.kind === 'unix' ? 'a UNIX socket peer' : peer.address
 }
 
-function listenFd(server: NetServer, fd: number): Promise<void> {
+function listenFd(server: NetServer, fd: number, backlog: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
-    server.listen({ fd }, () => {
+    // node reads the backlog of a listen({ fd }) only from the second argument, not from the options.
+    server.listen({ fd }, backlog, () => {
       server.off('error', reject)
       resolve()
     })
@@ -186,7 +187,7 @@ export class Worker {
       })
       const front = message.proxy.protocol ? proxyFront(server, message.proxy, headerTimeoutMs) : server
       this.listening.push(front)
-      await listenFd(front, LISTENER_FD_START + i)
+      await listenFd(front, LISTENER_FD_START + i, message.backlog)
     }
     this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
     this.heartbeat.unref()

@@ -264,6 +264,8 @@ t.test('pid file, UNIX socket bind with mode, socket removed at exit', async (t)
   const sock = join(dir, 'app.sock')
   const s = await start(t, ['-b', `unix:${sock}`, '--unix-socket-mode', '600', '--pid', pidFile])
   await ready(s)
+  const { stdout: listening } = await run('ss', ['-Hlx', 'src', sock])
+  t.match(listening, /LISTEN\s+\d+\s+2048\s/, `the default backlog is 2048, not node's 511: ${listening.trim()}`)
   t.equal(readFileSync(pidFile, 'utf8'), `${s.child.pid}\n`)
   t.equal(parse((await get({ socketPath: sock })).body).version, 'v1')
   const { stdout } = await run('curl', ['-sS', '--max-time', '10', '--unix-socket', sock, 'http://localhost/'])
@@ -280,13 +282,18 @@ t.test('under systemd-socket-activate: every named socket (TCP and UNIX) is serv
   const sock = join(dir, 'app.sock')
   const versionFile = join(dir, 'version')
   writeFileSync(versionFile, 'v1')
-  const sa = await socketActivate(t, [`127.0.0.1:${port}`, sock], ['web', 'admin'], [process.execPath, cli, '-w', '2', app], {
+  const sa = await socketActivate(t, [`127.0.0.1:${port}`, sock], ['web', 'admin'], [process.execPath, cli, '-w', '2', '--backlog', '777', app], {
     APP_VERSION_FILE: versionFile,
   })
   const { stdout: viaTcp } = await run('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${port}/`])
   t.match(viaTcp, /^v1 worker=\d pid=\d+/)
   const { stdout: viaUnix } = await run('curl', ['-sS', '--max-time', '10', '--unix-socket', sock, 'http://localhost/'])
   t.match(viaUnix, /^v1 worker=\d pid=\d+/)
+  // node's listen({ fd }) calls listen(2) again: with --backlog, not node's 511.
+  const { stdout: tcpListen } = await run('ss', ['-Hltn', `sport = :${port}`])
+  t.match(tcpListen, /LISTEN\s+\d+\s+777\s/, `the TCP socket's backlog: ${tcpListen.trim()}`)
+  const { stdout: unixListen } = await run('ss', ['-Hlx', 'src', sock])
+  t.match(unixListen, /LISTEN\s+\d+\s+777\s/, `the UNIX socket's backlog: ${unixListen.trim()}`)
   t.not(parse(viaTcp).pid, sa.pid, 'answered by a worker, not the master')
   t.match(sa.output(), new RegExp(`listening on 127\\.0\\.0\\.1:${port}, unix:${sock}`))
   sa.kill('SIGTERM')
