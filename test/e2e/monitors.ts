@@ -5,7 +5,7 @@
 // reload signal replaces the workers, its stop is graceful and leaves nothing.
 import t, { type Test } from 'tap'
 import { chmodSync, readFileSync } from 'node:fs'
-import { container, example, inNetns, inRoot, installApp, must, run, until, writeInto, type Container } from './helpers/container.js'
+import { container, example, inNetns, inRoot, installApp, must, run, until, writeInto } from './helpers/container.js'
 
 const c = container()
 await installApp(c, { units: {} })
@@ -36,7 +36,7 @@ const ppidOf = async (pid: string): Promise<string> => (await must(c, ['ps', '-o
  * The checks every monitor gets: `master` (the monitor's child) serves through
  * two workers, `reload` replaces them, `stop` ends everything gracefully.
  */
-async function exercise(t: Test, c: Container, monitor: { master: string; reload: () => Promise<unknown>; stop: () => Promise<unknown> }): Promise<void> {
+async function exercise(t: Test, monitor: { master: string; reload: () => Promise<unknown>; stop: () => Promise<unknown> }): Promise<void> {
   const body = await until('a worker to answer', answer)
   t.match(body, /^hello from worker \d+: client 127\.0\.0\.1 over http\n$/)
   const workers = await childrenOf(monitor.master)
@@ -54,7 +54,6 @@ async function exercise(t: Test, c: Container, monitor: { master: string; reload
   await monitor.stop()
   await until('every sdserve process to exit', async () => ((await sdserveProcesses()).length === 0 ? true : undefined))
   t.equal(await answer(), undefined, 'nothing listens any more')
-  void c
 }
 
 t.test('supervisor: examples/monitors/supervisor.conf', async (t) => {
@@ -68,7 +67,7 @@ t.test('supervisor: examples/monitors/supervisor.conf', async (t) => {
   const master = /pid (\d+)/.exec(status)?.[1] ?? ''
   t.equal(await ppidOf(master), await must(c, ['systemctl', 'show', '-P', 'MainPID', 'supervisor.service']).then((s) => s.trim()), "the master is supervisord's child")
   t.equal((await must(c, ['ps', '-o', 'user=', '-p', master])).trim(), 'www-data', 'running as user=')
-  await exercise(t, c, {
+  await exercise(t, {
     master,
     reload: () => must(c, ['supervisorctl', 'signal', 'HUP', 'app']),
     stop: () => must(c, ['supervisorctl', 'stop', 'app']),
@@ -88,7 +87,7 @@ t.test('runit: examples/monitors/runit/run', async (t) => {
   const master = /\(pid (\d+)\)/.exec(status)?.[1] ?? ''
   t.equal(await ppidOf(master), (await must(c, ['systemctl', 'show', '-P', 'MainPID', 'runsv-app.service'])).trim(), "the master is runsv's child")
   t.equal((await must(c, ['ps', '-o', 'user=', '-p', master])).trim(), 'www-data', 'chpst -u')
-  await exercise(t, c, {
+  await exercise(t, {
     master,
     reload: () => must(c, ['sv', 'hup', '/etc/sv/app']),
     stop: () => must(c, ['sv', '-w', '45', 'down', '/etc/sv/app']),
@@ -106,7 +105,7 @@ t.test('Procfile: examples/monitors/Procfile under node-foreman (nf start)', asy
   const nf = (await must(c, ['systemctl', 'show', '-P', 'MainPID', 'procfile.service'])).trim()
   const parent = await ppidOf(master)
   t.ok(parent === nf || (await ppidOf(parent)) === nf, 'the master runs under nf (through its shell)')
-  await exercise(t, c, {
+  await exercise(t, {
     master,
     // Procfile runners have no reload command: HUP goes to the master.
     reload: () => must(c, ['kill', '-HUP', master]),
@@ -128,7 +127,7 @@ t.test("upstart (legacy): the job's chdir, setuid, exec and signals, run as upst
   await must(c, ['systemd-run', '--unit=upstart-app', '--property=KillMode=process', `--working-directory=${stanza('chdir')}`,
     `--uid=${stanza('setuid')}`, ...stanza('exec').split(' ')])
   const master = (await must(c, ['systemctl', 'show', '-P', 'MainPID', 'upstart-app.service'])).trim()
-  await exercise(t, c, {
+  await exercise(t, {
     master,
     reload: () => must(c, ['kill', '-s', reloadSignal.replace(/^SIG/, ''), master]),
     stop: () => must(c, ['systemctl', 'stop', 'upstart-app.service']),
