@@ -24,6 +24,8 @@ if [ -z "$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -n1)" ]; then
 fi
 
 [ -f dist/test/e2e/helpers/container.js ] || npm run build
+# A scenario may take minutes on a loaded machine; tap's own default is 30 s.
+export TAP_TIMEOUT=${TAP_TIMEOUT:-600}
 node=$(readlink -f "$(command -v node)")
 if [ $# -gt 0 ]; then scenarios=("$@"); else
     scenarios=(); for f in dist/test/e2e/*.js; do n=${f##*/}; scenarios+=("${n%.js}"); done
