@@ -69,6 +69,7 @@ export function usage(): string {
   text += line('TTIN', 'one worker more')
   text += line('TTOU', 'one worker fewer')
   text += line('USR1', 'reopen log files')
+  text += line('USR2', 'binary upgrade: start a new master on the same sockets, hand over, exit')
   text += '\nExit status: 0 stopped normally, 1 unexpected error, 2 bad configuration or usage,\n'
   text += '3 a worker failed to boot, 4 the app failed to load.\n'
   return text

@@ -2,7 +2,8 @@
  * The master's listening sockets: bind specs matched against the sockets
  * systemd passed, and sockets sdserve creates itself. A socket systemd gave
  * us is never closed or unlinked by us; one we created is closed (and its
- * UNIX path removed) when the master exits.
+ * UNIX path removed) when the master exits, unless systemd's fd store keeps
+ * it for the next start or a new master took it over (binary upgrade).
  */
 import { closeSync, lstatSync, unlinkSync } from 'node:fs'
 import type { InheritedSocket } from './activation.js'
@@ -23,6 +24,8 @@ export interface Listener {
   tcp?: { host: string; port: number; family: 4 | 6 }
   /** The socket has SO_REUSEPORT: in reuse-port mode it is worker slot 1's, and slots 2.. get their own. */
   reusePort?: boolean
+  /** A duplicate is in systemd's fd store: its UNIX path must outlive this master. */
+  stored?: boolean
 }
 
 export interface OpenOptions {
@@ -33,6 +36,10 @@ export interface OpenOptions {
   reusePort?: boolean
   /** Told about inherited sockets no bind asked for: they stay open, unserved. */
   warn?: (message: string) => void
+  /** Inherited fds that sdserve created (handed over by an old master): owned, as if opened here. */
+  owned?: ReadonlySet<number>
+  /** Inherited sockets this predicate accepts are not warned about when unused: the caller deals with them. */
+  quietlyUnused?: (s: InheritedSocket) => boolean
 }
 
 function sameAddress(spec: BindSpec & { kind: 'tcp' | 'unix' }, s: InheritedSocket): boolean {
@@ -40,9 +47,14 @@ function sameAddress(spec: BindSpec & { kind: 'tcp' | 'unix' }, s: InheritedSock
   return s.address.kind === 'inet' && s.address.host === spec.host && s.address.port === spec.port && spec.port !== 0
 }
 
-function fromInherited(s: InheritedSocket): Listener {
-  const l: Listener = { name: s.name, text: s.text, fd: s.fd, owned: false }
-  if (s.address.kind === 'inet') l.tcp = { host: s.address.host, port: s.address.port, family: s.address.family }
+function fromInherited(s: InheritedSocket, options: OpenOptions): Listener {
+  const owned = options.owned?.has(s.fd) === true
+  const l: Listener = { name: s.name, text: s.text, fd: s.fd, owned }
+  if (s.address.kind === 'inet') {
+    l.tcp = { host: s.address.host, port: s.address.port, family: s.address.family }
+    // An old master's own TCP socket was made for the same --balance.
+    if (owned && options.reusePort === true) l.reusePort = true
+  } else if (owned && s.address.kind === 'unix') l.unixPath = s.address.path
   return l
 }
 
@@ -56,7 +68,7 @@ export async function openListeners(binds: string[], inherited: InheritedSocket[
     const unusable = inherited.find((s) => s.type !== 'stream' || !s.listening)
     if (unusable !== undefined)
       throw new ConfigError('LISTEN_FDS', `${unusable.name}=${unusable.text}`, 'listening stream sockets (ListenStream=, Accept=no)')
-    return inherited.map(fromInherited)
+    return inherited.map((s) => fromInherited(s, options))
   }
   const specs = (binds.length > 0 ? binds : [DEFAULT_BIND]).map((b) => parseBind(b))
   const used = new Set<number>()
@@ -79,7 +91,7 @@ export async function openListeners(binds: string[], inherited: InheritedSocket[
         )
       if (match !== undefined) {
         used.add(match.fd)
-        listeners.push(fromInherited(match))
+        listeners.push(fromInherited(match, options))
         continue
       }
       listeners.push(await openOwn(spec, options))
@@ -89,7 +101,7 @@ export async function openListeners(binds: string[], inherited: InheritedSocket[
     throw err
   }
   for (const s of inherited)
-    if (!used.has(s.fd)) options.warn?.(`inherited socket ${s.name} (${s.text}) is not in --bind: left open, not served`)
+    if (!used.has(s.fd) && options.quietlyUnused?.(s) !== true) options.warn?.(`inherited socket ${s.name} (${s.text}) is not in --bind: left open, not served`)
   return listeners
 }
 
@@ -141,8 +153,12 @@ export function openReusePortSocket(listener: Listener, backlog: number): number
   return listenTcp({ host: tcp.host, port: tcp.port, backlog, ipv6Only: tcp.family === 6, reusePort: true })
 }
 
-/** Close the sockets sdserve created and remove their UNIX paths; inherited sockets stay untouched. */
-export function closeListeners(listeners: Listener[]): void {
+/**
+ * Close the sockets sdserve created and remove their UNIX paths; inherited
+ * sockets stay untouched. Paths stay too when `unlink` is false (a new master
+ * serves them) and for sockets in systemd's fd store.
+ */
+export function closeListeners(listeners: Listener[], options: { unlink?: boolean } = {}): void {
   for (const l of listeners) {
     if (!l.owned) continue
     try {
@@ -151,7 +167,7 @@ export function closeListeners(listeners: Listener[]): void {
     } catch {
       // already closed
     }
-    if (l.unixPath !== undefined) {
+    if (l.unixPath !== undefined && options.unlink !== false && l.stored !== true) {
       try {
         // Only the path we bound: a socket systemd gave us is never unlinked.
         removeIfSocket(l.unixPath)

@@ -18,18 +18,21 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync } from 'node:fs'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { inheritedSockets } from './activation.js'
+import { inheritedSockets, type InheritedSocket } from './activation.js'
 import { parseAppSpec } from './app.js'
 import type { Config, ConfigSources } from './config.js'
 import { AppLoadError, ExitCode, WorkerBootError } from './errors.js'
 import { canChangeIdentity, resolveOwner, workerIdentity } from './identity.js'
+import { DEFAULT_BIND } from './binds.js'
+import { fdStoreMax, isStoredName, storedName } from './fd-store.js'
 import { closeListeners, openListeners, openReusePortSocket, type Listener } from './listeners.js'
 import { LogFile } from './log-file.js'
 import { Logger } from './logger.js'
 import { Notifier, oneLine } from './notify.js'
-import { removePidFile, writePidFile } from './pidfile.js'
+import { removePidFile, renamePidFile, writePidFile } from './pidfile.js'
 import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage } from './protocol.js'
-import { startWatchdog, type Watchdog } from './watchdog.js'
+import { awaitSuccessor, promote, reportServing, spawnSuccessor, upgradeOrigin, type HandedSocket } from './upgrade.js'
+import { startWatchdog, watchdogUsec, type Watchdog } from './watchdog.js'
 import { version } from './version.js'
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url))
@@ -39,6 +42,12 @@ const BACKOFF_MIN_MS = 100
 const BACKOFF_MAX_MS = 10000
 /** A worker that served this long resets its slot's crash count. */
 const STABLE_MS = 10000
+/** How long a binary upgrade waits for the rest of a USR2 sent to every process of the unit. */
+const UPGRADE_SETTLE_MS = 250
+/** A new master of a binary upgrade gets the boot timeout of its workers and this much for its own start. */
+const UPGRADE_MARGIN_MS = 10000
+/** LISTEN_FDNAMES of the reuse-port slot sockets an old master hands over: sdserve-slot<slot>-<listener index>. */
+const SLOT_NAME = /^sdserve-slot(\d+)-(\d+)$/
 
 type WorkerState = 'booting' | 'ready' | 'stopping'
 
@@ -113,6 +122,21 @@ export class Master extends EventEmitter<MasterEvents> {
   private readonly useSignals: boolean
   private pidFile: string | undefined
   private identity: { uid?: number; gid?: number } = {}
+  /**
+   * Not (or no longer) the unit's main process, in a binary upgrade: systemd
+   * would refuse our notifications, so none are sent, and the UNIX paths of
+   * the sockets belong to the other master.
+   */
+  private quiet = false
+  /** A binary upgrade is running. */
+  private upgrading: Promise<boolean> | undefined
+  /** The new master of a running binary upgrade, until it is promoted or given up. */
+  private successor: ChildProcess | undefined
+  /** The watchdog timeout systemd asked for, kept for a new master (the variables are consumed at start). */
+  private watchdogTimeout: bigint | undefined
+  /** Where and how this master was started, for a new master in a binary upgrade. */
+  private readonly launchCwd = process.cwd()
+  private readonly launchArgv = process.argv.slice(1)
 
   constructor(config: Config, options: MasterOptions = {}) {
     super()
@@ -156,18 +180,30 @@ export class Master extends EventEmitter<MasterEvents> {
     /* c8 ignore next 2 -- the tests run as root, and a master run as another user cannot record coverage */
     if ((this.identity.uid !== undefined || this.identity.gid !== undefined) && !canChangeIdentity())
       throw new WorkerBootError('--user and --group need the master to run as root')
+    const origin = upgradeOrigin()
+    if (origin !== undefined) this.quiet = true
     if (config.pid !== undefined) {
       writePidFile(config.pid)
       this.pidFile = config.pid
     }
     try {
-      this.sockets = await openListeners(config.bind, inheritedSockets(), {
+      const inherited = inheritedSockets()
+      const slots = inherited.filter((s) => SLOT_NAME.test(s.name))
+      const sockets = inherited.filter((s) => !SLOT_NAME.test(s.name))
+      // Only sockets sdserve stored or handed over, and no --bind: the default bind, as when they were made.
+      const binds = config.bind.length === 0 && sockets.length > 0 && sockets.every((s) => isStoredName(s.name)) ? [DEFAULT_BIND] : config.bind
+      this.sockets = await openListeners(binds, sockets, {
         backlog: config.backlog,
         reusePort: config.balance === 'reuse-port',
         unixSocketMode: config.unixSocketMode,
         unixSocketOwner: config.unixSocketOwner === undefined ? undefined : resolveOwner(config.unixSocketOwner),
         warn: (m) => this.log.warn(m),
+        owned: origin?.owned,
+        quietlyUnused: (s) => isStoredName(s.name),
       })
+      this.dropUnusedStored(sockets)
+      this.storeSockets(sockets)
+      this.adoptSlots(slots)
       if (config.balance === 'reuse-port' && !this.sockets.some((l) => l.reusePort === true))
         this.log.warn('balance reuse-port applies to TCP binds sdserve creates; every socket here is shared')
       this.installSignals()
@@ -178,6 +214,12 @@ export class Master extends EventEmitter<MasterEvents> {
       this.serving = generation
       this.monitor = setInterval(() => this.check(), Math.min(1000, this.heartbeatMs))
       this.monitor.unref()
+      if (origin !== undefined) {
+        this.log.info(`binary upgrade: serving; telling the old master (pid ${origin.from})`)
+        await reportServing()
+        this.quiet = false
+      }
+      this.watchdogTimeout = watchdogUsec() ?? undefined
       this.watchdog = startWatchdog({
         notifier: this.notifier,
         unsetEnv: true,
@@ -207,8 +249,151 @@ export class Master extends EventEmitter<MasterEvents> {
     on('SIGTTIN', () => this.scale(1))
     on('SIGTTOU', () => this.scale(-1))
     on('SIGUSR1', () => this.reopenLogs())
-    // Its default action would kill the master; binary upgrade is not part of this version.
-    on('SIGUSR2', () => this.log.warn('SIGUSR2 (binary upgrade) is not supported by this version: ignored'))
+    on('SIGUSR2', () => void this.upgrade())
+  }
+
+  /** Stored sockets (fd store or an old master's) that no bind uses any more: out of the store, closed. */
+  private dropUnusedStored(inherited: InheritedSocket[]): void {
+    for (const s of inherited) {
+      if (!isStoredName(s.name) || this.sockets.some((l) => l.fd === s.fd)) continue
+      this.log.info(`stored socket ${s.text} is not in --bind any more: closing it`)
+      this.send(() => this.notifier.fdStoreRemove(s.name))
+      closeSync(s.fd)
+    }
+  }
+
+  /**
+   * With systemd's fd store ($FDSTORE, systemd >= 254), give it the sockets we
+   * created, so the next start gets them back with their queued connections.
+   * Sockets that came back from the store, or from an old master (which gave
+   * them the same names, and stored them if it could), are there already.
+   */
+  private storeSockets(inherited: InheritedSocket[]): void {
+    if (fdStoreMax() === 0 || !this.notifier.enabled) return
+    for (const l of this.sockets) {
+      const from = inherited.find((s) => s.fd === l.fd)
+      if (from !== undefined && isStoredName(from.name)) {
+        l.stored = true
+        continue
+      }
+      if (!l.owned) continue
+      const name = storedName(l.name)
+      if (name === undefined) {
+        this.log.warn(`${l.text}: its name cannot be an FDNAME (255 printable ASCII characters at most); not kept in systemd's fd store`)
+        continue
+      }
+      this.send(() => this.notifier.fdStore([l.fd], name))
+      l.stored = true
+    }
+    const stored = this.sockets.filter((l) => l.stored === true).length
+    if (stored > 0) this.log.info(`${stored} socket(s) kept in systemd's fd store across restarts`)
+  }
+
+  /** reuse-port slot sockets handed over by an old master: the same slots serve them here. */
+  private adoptSlots(slots: InheritedSocket[]): void {
+    for (const s of slots) {
+      const [, slot, index] = SLOT_NAME.exec(s.name)!.map(Number) as [number, number, number]
+      const l = this.sockets[index]
+      if (l?.reusePort === true && l.tcp !== undefined && s.text === l.text) {
+        let map = this.slotSockets.get(slot)
+        if (map === undefined) this.slotSockets.set(slot, (map = new Map<number, number>()))
+        map.set(index, s.fd)
+      } else {
+        this.log.warn(`the old master's reuse-port socket ${s.text} (slot ${slot}) has no listener here: closing it`)
+        closeSync(s.fd)
+      }
+    }
+  }
+
+  /** The sockets a new master gets in a binary upgrade: every listener, then the reuse-port slot sockets. */
+  private handedSockets(): HandedSocket[] {
+    const out: HandedSocket[] = this.sockets.map((l, i) => ({
+      fd: l.fd,
+      name: l.owned ? (storedName(l.name) ?? `sdserve-listener-${i}`) : l.name,
+      owned: l.owned,
+    }))
+    for (const [slot, fds] of this.slotSockets) for (const [index, fd] of fds) out.push({ fd, name: `sdserve-slot${slot}-${index}`, owned: true })
+    return out
+  }
+
+  /**
+   * Binary upgrade (SIGUSR2): start a new master with the same command line
+   * on our sockets; once its workers serve, tell systemd it is the main
+   * process (MAINPID=), retire gracefully and exit. A new master that fails
+   * or is too slow to serve is stopped and we go on serving (a rollback,
+   * reported in STATUS= and the log). The pid file follows gunicorn: ours is
+   * renamed <pid file>.oldbin while the new master runs.
+   */
+  upgrade(): Promise<boolean> {
+    if (this.halting || this.reloading !== undefined || this.upgrading !== undefined) {
+      const why = this.halting ? 'stopping' : this.upgrading !== undefined ? 'an upgrade is running' : 'a reload is running'
+      this.log.warn(`binary upgrade refused: ${why}`)
+      return Promise.resolve(false)
+    }
+    this.upgrading = this.upgradeOnce().finally(() => (this.upgrading = undefined))
+    return this.upgrading
+  }
+
+  private async upgradeOnce(): Promise<boolean> {
+    const pidFile = this.pidFile
+    const oldbin = pidFile === undefined ? undefined : `${pidFile}.oldbin`
+    this.log.info('binary upgrade: starting a new master')
+    this.status(`upgrading: starting a new master; ${this.statusText()}`)
+    // `systemctl kill -s USR2` signals every process of the unit, one after the other: a new
+    // master started at once could get the same USR2 before it can handle it, and die of it.
+    await new Promise((resolve) => setTimeout(resolve, UPGRADE_SETTLE_MS))
+    if (this.halting) {
+      this.log.warn('binary upgrade abandoned: stopping')
+      return false
+    }
+    let child: ChildProcess | undefined
+    let renamed = false
+    let pid: number
+    try {
+      if (pidFile !== undefined && oldbin !== undefined) {
+        renamePidFile(pidFile, oldbin)
+        renamed = true
+      }
+      child = spawnSuccessor(this.handedSockets(), {
+        argv: this.launchArgv,
+        cwd: this.launchCwd,
+        env: process.env,
+        watchdogUsec: this.watchdogTimeout,
+      })
+      this.successor = child
+      pid = await awaitSuccessor(child, this.bootTimeoutMs + UPGRADE_MARGIN_MS)
+    } catch (err) {
+      const reason = oneLine((err as Error).message)
+      /* c8 ignore next 7 -- a new master alive past its own boot timeout (which stops it first) plus 10 s: a backstop */
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child!.once('exit', resolve))
+        child.kill('SIGTERM')
+        const killer = setTimeout(() => child!.kill('SIGKILL'), Math.round(this.config.gracefulTimeout * 1000) + 1000)
+        await exited
+        clearTimeout(killer)
+      }
+      this.successor = undefined
+      if (renamed) renamePidFile(oldbin!, pidFile!)
+      if (this.halting) {
+        this.log.warn(`binary upgrade given up, stopping: ${reason}`)
+        return false
+      }
+      this.log.error(`binary upgrade failed, this master (pid ${process.pid}) keeps serving: ${reason}`)
+      this.statusNote = `; last binary upgrade failed: ${reason}`
+      this.lastStatus = ''
+      this.updateStatus()
+      return false
+    }
+    this.successor = undefined
+    this.log.info(`binary upgrade: new master ${pid} serves; handing over and stopping`)
+    this.send(() => this.notifier.send([['MAINPID', pid], ['STATUS', `handed over to the new master ${pid}`]]))
+    // systemd must have the new MAINPID before this process, its main process so far, exits.
+    if (this.notifier.enabled) await this.notifier.barrier(2000).catch((err: unknown) => this.log.warn(`sd_notify barrier: ${(err as Error).message}`))
+    this.quiet = true
+    this.pidFile = oldbin
+    promote(child)
+    await this.stop(true)
+    return true
   }
 
   /** Spawn a whole generation and wait until every worker listens; on failure kill it and throw. */
@@ -551,6 +736,10 @@ export class Master extends EventEmitter<MasterEvents> {
   reload(): Promise<boolean> {
     /* c8 ignore next -- HUP during a stop */
     if (this.halting) return Promise.resolve(false)
+    if (this.upgrading !== undefined) {
+      this.log.warn('reload refused: a binary upgrade is running')
+      return Promise.resolve(false)
+    }
     if (this.reloading !== undefined) {
       this.reloadAgain = true
       return this.reloading
@@ -627,19 +816,24 @@ export class Master extends EventEmitter<MasterEvents> {
     this.watchdog?.stop()
     for (const t of this.respawnTimers.values()) clearTimeout(t)
     this.respawnTimers.clear()
+    // A stop during a binary upgrade gives it up: the new master goes too (and the pid file is ours again).
+    if (this.successor !== undefined) {
+      this.successor.kill('SIGTERM')
+      await this.upgrading
+    }
     const records = [...this.workers.values()]
     this.log.info(`${graceful ? 'graceful' : 'fast'} stop: ${records.length} workers`)
     this.send(() => this.notifier.stopping(`stopping: ${graceful ? 'draining' : 'stopping'} ${records.length} workers`))
     if (graceful) this.extendTimeout(Math.round(this.config.gracefulTimeout * 1000))
     for (const r of records) this.stopWorker(r, graceful)
     await Promise.all(records.map((r) => r.exited))
-    closeListeners(this.sockets)
+    closeListeners(this.sockets, { unlink: !this.quiet })
     for (const slot of this.slotSockets.values()) for (const fd of slot.values()) closeSync(fd)
     this.slotSockets.clear()
     if (this.pidFile !== undefined) removePidFile(this.pidFile)
     for (const [signal, fn] of this.signalHandlers) process.off(signal, fn)
     this.signalHandlers.length = 0
-    if (this.notifier.enabled) await this.notifier.barrier(2000).catch(() => undefined)
+    if (this.notifier.enabled && !this.quiet) await this.notifier.barrier(2000).catch(() => undefined)
     this.log.info('stopped')
   }
 
@@ -682,6 +876,7 @@ export class Master extends EventEmitter<MasterEvents> {
 
   /** Notify systemd; a failed datagram is logged, never fatal. */
   private send(fn: () => unknown): void {
+    if (this.quiet) return
     try {
       fn()
     } catch (err) {

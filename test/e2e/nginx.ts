@@ -3,7 +3,7 @@
 // peer is on the UNIX socket), and its lines reach the journal with their
 // priorities.
 import t from 'tap'
-import { container, example, inNetns, installApp, journal, must, prop, writeInto } from './helpers/container.js'
+import { container, example, inNetns, installApp, journal, must, prop, until, writeInto } from './helpers/container.js'
 import { readFileSync } from 'node:fs'
 
 const c = container()
@@ -43,13 +43,15 @@ t.test("sdserve's access log in the journal shows the forwarded client", async (
 })
 
 t.test('a warning reaches the journal at priority 4', async (t) => {
-  // More workers than the unit's default, then one fewer: TTOU logs at info, an
-  // ignored signal (USR2 until binary upgrade lands) at warning.
+  // TTOU twice: 2 workers to 1 (info), then a warning that it cannot go lower.
   const mainPid = await prop(c, 'app.service', 'MainPID')
-  await must(c, ['kill', '-USR2', mainPid])
-  const entries = await journal(c, 'app.service')
-  const warning = entries.find((e) => e.PRIORITY === '4' && /USR2/.test(e.MESSAGE))
-  t.ok(warning, `a warning line: ${warning?.MESSAGE ?? 'none'}`)
+  await must(c, ['kill', '-TTOU', mainPid])
+  await until('one worker', async () => ((await prop(c, 'app.service', 'StatusText')).startsWith('1 of 1 workers') ? true : undefined))
+  await must(c, ['kill', '-TTOU', mainPid])
+  const warning = await until('the warning', async () => (await journal(c, 'app.service')).find((e) => /TTOU: already down to one worker/.test(e.MESSAGE)))
+  t.equal(warning.PRIORITY, '4', `a warning line: ${warning.MESSAGE}`)
+  const scaled = (await journal(c, 'app.service')).find((e) => /scaling to 1 workers/.test(e.MESSAGE))
+  t.equal(scaled?.PRIORITY, '6', 'an info line')
 })
 
 t.test('the unbuffered location passes the stream on', async (t) => {
