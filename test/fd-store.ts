@@ -95,6 +95,23 @@ t.test('the next start: stored sockets come back by address; one no bind wants i
   t.equal(await sa.exited, 0)
 })
 
+t.test("a socket unit's sockets are systemd's already: not stored again, even with a store", async (t) => {
+  const rx = await startReceiver(t)
+  const port = await freePort()
+  const versionFile = join(shortTmp(t), 'version')
+  writeFileSync(versionFile, 'v1')
+  const sa = await socketActivate(t, [`127.0.0.1:${port}`], ['app.socket'], [process.execPath, cli, '-w', '1', app], {
+    NOTIFY_SOCKET: rx.address,
+    FDSTORE: '4',
+    APP_VERSION_FILE: versionFile,
+  })
+  t.match((await get({ port })).body, /^v1 /)
+  await waitFor(() => rx.payloads().some((p) => p.startsWith('READY=1')), 'READY=1')
+  t.notOk(rx.payloads().some((p) => p.startsWith('FDSTORE')))
+  sa.kill('SIGTERM')
+  t.equal(await sa.exited, 0)
+})
+
 t.test('no --bind and only stored sockets: the default bind, as when they were stored', async (t) => {
   const port = 8000 // DEFAULT_BIND
   const versionFile = join(shortTmp(t), 'version')
