@@ -321,17 +321,17 @@ export class AccessLog {
    * the request starts, while the socket is still there.
    */
   attach(server: Server, remoteOf: (req: IncomingMessage) => string = peerAddress): void {
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.track(req, res, this.usesRemote ? remoteOf(req) : '-')
-    })
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => this.track(req, res, remoteOf))
   }
 
   /**
    * Log one request: call it when the request starts, before the app writes
    * anything (the worker calls it once it knows the client from trusted
-   * proxy headers). `remote` is what %(h)s shows.
+   * proxy headers). `remoteOf` gives what %(h)s shows; it is called now, and
+   * only when the format shows %(h)s.
    */
-  track(req: IncomingMessage, res: ServerResponse, remote: string): void {
+  track(req: IncomingMessage, res: ServerResponse, remoteOf: (req: IncomingMessage) => string): void {
+    const remote = this.usesRemote ? remoteOf(req) : '-'
     // The clock is read only for a format that shows the request time.
     const startNs = this.usesTime ? process.hrtime.bigint() : 0n
     const tracked: Tracked = {

@@ -374,7 +374,8 @@ function recorder(list: AllowList, options: { strip?: boolean; touchDistinct?: b
   const server = createServer((req, res) => {
     const distinctBefore = options.touchDistinct === true ? Object.keys(req.headersDistinct) : []
     const before = { ...req.headers }
-    const infoNow = resolveClient(req, list, options)
+    resolveClient(req, list, options)
+    const infoNow = client(req)!
     const stripped = JSON.stringify(before) !== JSON.stringify(req.headers)
     const headers = { ...req.headers }
     const rawHeaders = [...req.rawHeaders]
@@ -423,6 +424,42 @@ t.test('stripForwarded on a request over a UNIX socket, and without forwarded he
   t.notOk(seen[1]!.stripped)
   t.notOk(seen[1]!.again, 'nothing to strip: false')
   t.same(seen[1]!.rawHeaders, ['Host', 'a', 'X-Forwarded', 'not ours', 'Connection', 'close'])
+  t.same(seen[1]!.info, { address: 'unix', proto: 'http', host: 'a', trusted: false }, 'worked out when client() asked')
+  t.equal(seen[1]!.stored, seen[1]!.info, 'once')
+})
+
+t.test('without forwarded headers, client() reads the peer when first called', async (t) => {
+  const list = AllowList.parse('unix')
+  const requests: IncomingMessage[] = []
+  let arrived = (): void => undefined
+  let before: unknown
+  let during: ClientInfo | undefined
+  const server = createServer((req, res) => {
+    resolveClient(req, list)
+    requests.push(req)
+    arrived()
+    if (req.url !== '/answer') return
+    before = (req as unknown as Record<symbol, unknown>)[CLIENT]
+    during = client(req)
+    res.end('ok')
+  })
+  const where = (await listen(t, server, 0)) as { port: number }
+  await raw(where, 'GET /answer HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  t.equal(typeof before, 'function', 'nothing worked out before client() asked')
+  t.same(during, { address: '127.0.0.1', proto: 'http', host: 'a', trusted: false })
+  t.equal(client(requests[0]!), during, 'the answer is kept')
+
+  // Asked only after the client has gone (it reset the connection): the peer cannot be told, and a
+  // TCP peer is never taken for a UNIX one.
+  const seen = new Promise<void>((resolve) => (arrived = resolve))
+  const closed = new Promise<void>((resolve) => server.once('connection', (s: Socket) => s.once('close', () => resolve())))
+  const c = connect(where.port, '127.0.0.1')
+  c.on('error', () => undefined)
+  c.write('GET /hold HTTP/1.1\r\nHost: a\r\n\r\n')
+  await seen
+  c.resetAndDestroy()
+  await closed
+  t.same(client(requests[1]!), { address: '-', proto: 'http', host: 'a', trusted: false })
 })
 
 t.test('a trusted UNIX-socket peer keeps its headers and is believed', async (t) => {
