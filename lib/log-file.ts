@@ -2,10 +2,13 @@
  * A log destination: a file opened for appending, or the process's stdout /
  * stderr (`-`). Shared by the error log (Logger) and the access log.
  *
- * Files: write() appends to a buffer in memory, which is written with one
- * synchronous write(2) when it holds `bufferSize` characters, or when its
- * oldest line is `flushMs` old (0: at the end of the current event-loop
- * turn), as nginx's `access_log ... buffer= flush=` does. A synchronous write
+ * Files: write() copies lines into a buffer of `bufferSize` bytes, which is
+ * written with one synchronous write(2) when the next line would not fit, or
+ * when its oldest line is `flushMs` old (0: at the end of the current
+ * event-loop turn), as nginx's `access_log ... buffer= flush=` does. (Each
+ * line is copied at once: a string built by appending lines costs more to
+ * flatten, and to keep alive across garbage collections, than the copy.) A
+ * synchronous write
  * to a regular file is a copy into the page cache, a few microseconds even
  * for a large batch; an asynchronous fs.write instead costs a threadpool
  * round trip (a queued work item, a thread wake-up, a completion in the
@@ -29,11 +32,11 @@ import { close as fsClose, open as fsOpen, openSync, writeSync } from 'node:fs'
 
 export type LogTarget = 'file' | 'stdout' | 'stderr'
 
+/** The default bufferSize: 64 KiB. */
+export const LOG_BUFFER_SIZE = 64 * 1024
+
 export interface LogFileOptions {
-  /**
-   * Write the buffer as soon as it holds this many characters (bytes, for
-   * the ASCII lines a log mostly holds); default 0: only `flushMs` decides.
-   */
+  /** Bytes of lines held in memory (files only); default LOG_BUFFER_SIZE. A longer line is written on its own. */
   bufferSize?: number
   /** Write buffered lines at the latest this many milliseconds after the oldest was written; default 0: at the end of the event-loop turn. */
   flushMs?: number
@@ -51,11 +54,11 @@ export class LogFile {
   /** Where lines go: a file, or the process's stdout / stderr. */
   readonly kind: LogTarget
   private fd: number
-  private readonly bufferSize: number
   private readonly flushMs: number
-  /** Lines not yet written. */
-  private pending = ''
-  /** The timer (or immediate) that writes `pending` once it is flushMs old. */
+  /** Lines not yet written: the first `used` bytes of `buffer` (allocated for files only). */
+  private readonly buffer: Buffer
+  private used = 0
+  /** The timer (or immediate) that writes the buffer once its oldest line is flushMs old. */
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined
   /** A write error was reported and no write succeeded since: do not report again. */
   private failing = false
@@ -71,8 +74,8 @@ export class LogFile {
     this.target = target
     this.kind = kind
     this.fd = fd
-    this.bufferSize = options.bufferSize ?? 0
     this.flushMs = options.flushMs ?? 0
+    this.buffer = Buffer.allocUnsafe(kind === 'file' ? Math.max(1, options.bufferSize ?? LOG_BUFFER_SIZE) : 0)
     if (kind === 'file') process.on('exit', this.onExit)
     else this.stream.on('error', this.onStreamError)
   }
@@ -103,9 +106,12 @@ export class LogFile {
       this.stream.write(text)
       return
     }
-    this.pending += text
-    if (this.exiting || (this.bufferSize > 0 && this.pending.length >= this.bufferSize)) this.flushSync()
-    else if (this.timer === undefined)
+    const size = Buffer.byteLength(text)
+    if (this.used + size > this.buffer.length) this.flushSync()
+    if (size > this.buffer.length) this.writeAll(Buffer.from(text), size)
+    else this.used += this.buffer.write(text, this.used)
+    if (this.exiting || this.used === this.buffer.length) this.flushSync()
+    else if (this.timer === undefined && this.used > 0)
       this.timer = this.flushMs > 0 ? setTimeout(this.onTimer, this.flushMs).unref() : setImmediate(this.onTimer).unref()
   }
 
@@ -121,13 +127,18 @@ export class LogFile {
    * reported once per run of failures, and the lines are dropped.
    */
   flushSync(): void {
-    if (this.pending === '') return
-    const data = Buffer.from(this.pending)
-    this.pending = ''
+    if (this.used === 0) return
+    const length = this.used
+    this.used = 0
+    this.writeAll(this.buffer, length)
+  }
+
+  /** Write the first `length` bytes of data, synchronously; a write error is reported, never thrown. */
+  private writeAll(data: Buffer, length: number): void {
     this.batches++
     try {
       // A short write (the disk filling up): write the rest, which fails or goes on.
-      for (let offset = 0; offset < data.length; ) offset += writeSync(this.fd, data, offset)
+      for (let offset = 0; offset < length; ) offset += writeSync(this.fd, data, offset, length - offset)
       this.failing = false
     } catch (err) {
       this.report(err as Error)

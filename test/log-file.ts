@@ -77,21 +77,26 @@ t.test('opening appends to an existing file', async (t) => {
   t.same(read(path), ['before', 'after'])
 })
 
-t.test('bufferSize: the buffer is written at once when it fills; flushMs: else when its oldest line is that old', async (t) => {
+t.test('bufferSize: the buffer is written when the next line would not fit; flushMs: else when its oldest line is that old', async (t) => {
   const path = join(shortTmp(t), 'a.log')
   const file = LogFile.open(path, 'stderr', { bufferSize: 100, flushMs: 60_000 })
-  const line = (i: number): string => `${String(i).padStart(48, '-')}\n` // 49 characters
+  const line = (i: number, length = 49): string => `${String(i).padStart(length - 1, '-')}\n`
   file.write(line(1))
   file.write(line(2))
   await nextTurn()
-  t.equal(batches(file), 0, '98 characters wait for the timer')
+  t.equal(batches(file), 0, '98 bytes wait for the timer')
   file.write(line(3))
-  t.equal(batches(file), 1, 'the 100th character fills the buffer: written at once')
-  t.equal(read(path).length, 3)
-  file.write(line(4))
-  await file.close()
-  t.equal(batches(file), 2, 'close writes the rest')
+  t.equal(batches(file), 1, 'the third line does not fit: the first two are written at once')
+  t.equal(read(path).length, 2)
+  file.write(line(4, 51))
+  t.equal(batches(file), 2, '49 + 51 bytes fill the buffer: written at once')
   t.equal(read(path).length, 4)
+  file.write(`é${line(5, 149)}`)
+  t.equal(batches(file), 3, 'a line longer than the buffer (151 bytes, 150 characters) is written on its own')
+  file.write(line(6))
+  await file.close()
+  t.equal(batches(file), 4, 'close writes the rest')
+  t.same(read(path), [line(1), line(2), line(3), line(4, 51), `é${line(5, 149)}`, line(6)].map((l) => l.trimEnd()))
 
   // A short flushMs: the timer writes the lines.
   const timed = join(shortTmp(t), 'b.log')
