@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createNetServer, Server as NetServerClass, type Server as NetServer, type Socket } from 'node:net'
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
 import { AccessLog } from './http/access-log.js'
-import { AllowList, client, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
+import { AllowList, clientAddress, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
 import { LogFile } from './log-file.js'
 import { readProxyHeader } from './http/proxy-protocol.js'
 import {
@@ -46,9 +46,6 @@ function send(message: WorkerMessage): void {
 }
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void
-
-/** The access log's %(h)s: the client as resolveClient() worked it out. */
-const clientAddress = (req: IncomingMessage): string => client(req)!.address
 
 /**
  * Servers for every listener. A handler app gets servers of ours; an app's own

@@ -162,6 +162,11 @@ export interface ClientInfo {
   trusted: boolean
 }
 
+/** What ClientInfo.address says of a peer that forwarded nothing. */
+function peerText(peer: Peer | undefined): string {
+  return peer === undefined ? '-' : peer.kind === 'unix' ? 'unix' : unmap(peer.address)
+}
+
 /** `::ffff:1.2.3.4` -> `1.2.3.4`; anything else unchanged. */
 function unmap(address: string): string {
   if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:' && isIP(address.slice(7)) === 4)
@@ -366,7 +371,7 @@ export function clientInfo(req: IncomingMessage, allow: AllowList): ClientInfo {
   const peer = socketPeer(req.socket)
   const encrypted = (req.socket as { encrypted?: unknown } | null)?.encrypted === true
   const info: ClientInfo = {
-    address: peer === undefined ? '-' : peer.kind === 'unix' ? 'unix' : unmap(peer.address),
+    address: peerText(peer),
     proto: encrypted ? 'https' : 'http',
     host: header(req, 'host'),
     trusted: peer !== undefined && allow.allows(peer),
@@ -462,6 +467,17 @@ export function client(req: IncomingMessage): ClientInfo | undefined {
   const info = stored(req)
   ;(req as WithClient)[CLIENT] = info
   return info
+}
+
+/**
+ * client(req)?.address (`-` for a request sdserve did not serve), without
+ * working out the rest of the ClientInfo when it is not there yet (the access
+ * log's %(h)s, for every request).
+ */
+export function clientAddress(req: IncomingMessage): string {
+  const stored = (req as WithClient)[CLIENT]
+  if (typeof stored === 'function') return peerText(socketPeer(req.socket))
+  return stored?.address ?? '-'
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   ALLOW_CACHE_MAX,
   AllowList,
   CLIENT,
+  clientAddress,
   client,
   clientInfo,
   DEFAULT_FORWARDED_ALLOW_IPS,
@@ -434,18 +435,21 @@ t.test('without forwarded headers, client() reads the peer when first called', a
   let arrived = (): void => undefined
   let before: unknown
   let during: ClientInfo | undefined
+  let address: string | undefined
   const server = createServer((req, res) => {
     resolveClient(req, list)
     requests.push(req)
     arrived()
     if (req.url !== '/answer') return
     before = (req as unknown as Record<symbol, unknown>)[CLIENT]
+    address = clientAddress(req)
     during = client(req)
     res.end('ok')
   })
   const where = (await listen(t, server, 0)) as { port: number }
   await raw(where, 'GET /answer HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
   t.equal(typeof before, 'function', 'nothing worked out before client() asked')
+  t.equal(address, '127.0.0.1', 'clientAddress() reads the peer alone')
   t.same(during, { address: '127.0.0.1', proto: 'http', host: 'a', trusted: false })
   t.equal(client(requests[0]!), during, 'the answer is kept')
 
@@ -511,9 +515,11 @@ t.test('a TCP client that resets the connection is never taken for a UNIX peer',
 t.test('client() reads the symbol; FORWARDED_HEADERS', async (t) => {
   const req = fakeReq('127.0.0.1')
   t.equal(client(req), undefined)
+  t.equal(clientAddress(req), '-', 'a request sdserve did not serve')
   const stored: ClientInfo = { address: '192.0.2.1', proto: 'https', host: undefined, trusted: true }
   ;(req as unknown as Record<symbol, unknown>)[Symbol.for('sdserve.client')] = stored
   t.equal(client(req), stored)
+  t.equal(clientAddress(req), '192.0.2.1')
   t.equal(CLIENT, Symbol.for('sdserve.client'))
   t.same(FORWARDED_HEADERS, ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip'])
 })
