@@ -47,6 +47,9 @@ function send(message: WorkerMessage): void {
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void
 
+/** Set on a draining worker's connections: when (Date.now()) their next response closes them. */
+const HANDOVER_AT = Symbol('sdserve.handover-at')
+
 /**
  * Servers for every listener. A handler app gets servers of ours; an app's own
  * http.Server takes the first socket and servers of ours the rest, calling its
@@ -158,6 +161,9 @@ export class Worker {
   private maxRequests = 0
   private retireSent = false
   private draining = false
+  /** When the drain began (Date.now()), and over how long keep-alive connections are handed over. */
+  private drainStart = 0
+  private handoverMs = 0
   private noKeepAlive = false
   private heartbeat: NodeJS.Timeout | undefined
   /** The last request started, for the heartbeat's account of what the worker is doing. */
@@ -206,7 +212,7 @@ export class Worker {
       // Who the client is (trusted proxy headers), stored on req for client(req); untrusted ones removed.
       resolveClient(req, allow, { strip })
       this.accessLog?.track(req, res, clientAddress)
-      if (this.draining || this.noKeepAlive) res.shouldKeepAlive = false
+      if (this.noKeepAlive || (this.draining && this.handsOver(req.socket))) res.shouldKeepAlive = false
       this.lastReq = req
       this.lastRes = res
       this.lastStart = Date.now()
@@ -243,18 +249,23 @@ export class Worker {
   /**
    * Stop accepting, let in-flight requests finish (answered with Connection:
    * close), close idle keep-alive connections, and exit once every connection
-   * is gone or timeoutMs has passed.
+   * is gone or timeoutMs has passed. With handoverMs, other workers take over
+   * the clients: each keep-alive connection is closed at a random moment
+   * within handoverMs instead of at its next response.
    */
-  stop(graceful: boolean, timeoutMs: number): void {
+  stop(graceful: boolean, timeoutMs: number, handoverMs = 0): void {
     if (!graceful) process.exit(0)
     /* c8 ignore next -- a second stop (SIGTERM from KillMode=control-group and the master's message) */
     if (this.draining) return
     this.draining = true
+    this.drainStart = Date.now()
+    this.handoverMs = handoverMs
     // Stop accepting, but leave idle keep-alive connections alone: closing one
     // races a client that is sending its next request on it (that request is
-    // lost). Instead each connection's next response says Connection: close
-    // (see the request listener), and a connection that stays idle ends at its
-    // keep-alive timeout. (http.Server#close would close idle ones at once.)
+    // lost). Instead each connection's next response (after its moment in the
+    // handover) says Connection: close (see the request listener), and a
+    // connection that stays idle ends at its keep-alive timeout.
+    // (http.Server#close would close idle ones at once.)
     for (const l of this.listening) stopAccepting(l)
     const timer = setTimeout(() => {
       for (const server of this.servers) server.closeAllConnections()
@@ -262,6 +273,19 @@ export class Worker {
     }, timeoutMs)
     timer.unref()
     this.exitIfDrained()
+  }
+
+  /**
+   * Whether a draining worker's response closes its connection: once the
+   * connection's moment in the handover has come (drawn at its first response
+   * of the drain). The new workers' code is not optimized yet when they take
+   * over: clients that arrive one by one let it warm up, where all of them at
+   * once queued behind it.
+   */
+  private handsOver(socket: Socket): boolean {
+    const s = socket as Socket & { [HANDOVER_AT]?: number }
+    const at = (s[HANDOVER_AT] ??= this.drainStart + Math.random() * this.handoverMs)
+    return Date.now() >= at
   }
 
   // Counting connections costs a counter and a listener shared by all of them: a Set of sockets
@@ -311,7 +335,7 @@ export function runWorker(): void {
         stopTimeoutMs = m.gracefulTimeoutMs
         worker.boot(m).catch(cannotListen)
       },
-      stop: (m) => worker.stop(m.graceful, m.timeoutMs),
+      stop: (m) => worker.stop(m.graceful, m.timeoutMs, m.handoverMs),
       'reopen-logs': () => worker.reopenLogs(),
     })
   })
