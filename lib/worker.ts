@@ -248,10 +248,10 @@ export class Worker {
 
   /**
    * Stop accepting, let in-flight requests finish (answered with Connection:
-   * close), close idle keep-alive connections, and exit once every connection
-   * is gone or timeoutMs has passed. With handoverMs, other workers take over
-   * the clients: each keep-alive connection is closed at a random moment
-   * within handoverMs instead of at its next response.
+   * close), let idle keep-alive connections end at their timeout, and exit
+   * once every connection is gone or timeoutMs has passed. With handoverMs,
+   * other workers take over the clients: each keep-alive connection is closed
+   * at a random moment within handoverMs instead of at its next response.
    */
   stop(graceful: boolean, timeoutMs: number, handoverMs = 0): void {
     if (!graceful) process.exit(0)
