@@ -2,25 +2,44 @@
  * A log destination: a file opened for appending, or the process's stdout /
  * stderr (`-`). Shared by the error log (Logger) and the access log.
  *
- * Files: write() appends to an in-memory buffer and schedules one
- * asynchronous fs.write per event-loop turn (setImmediate), so a busy worker
- * makes one syscall for many lines, and a slow disk never blocks the event
- * loop. The fd is opened with O_APPEND: lines of several processes appending
- * to the same file never overwrite each other, and each batch holds whole
- * lines only.
+ * Files: write() copies lines into a buffer of `bufferSize` bytes, which is
+ * written with one synchronous write(2) when the next line would not fit, or
+ * when its oldest line is `flushMs` old (0: at the end of the current
+ * event-loop turn), as nginx's `access_log ... buffer= flush=` does. (Each
+ * line is copied at once: a string built by appending lines costs more to
+ * flatten, and to keep alive across garbage collections, than the copy.) A
+ * synchronous write
+ * to a regular file is a copy into the page cache, a few microseconds even
+ * for a large batch; an asynchronous fs.write instead costs a threadpool
+ * round trip (a queued work item, a thread wake-up, a completion in the
+ * event loop), which for a busy worker flushing every turn cost more than
+ * the line itself. The catch: a disk that stalls (a hung NFS server) stalls
+ * the worker too, as it does nginx. The fd is opened with O_APPEND: lines of
+ * several processes appending to the same file never overwrite each other,
+ * and each write holds whole lines only. Lines still buffered when the
+ * process exits are written by an 'exit' handler; a process killed with
+ * SIGKILL loses at most `flushMs` worth of lines.
  *
- * stdout / stderr: written at once with process.stdout/stderr.write. On
- * Linux those are synchronous for files and pipes (the journal's stream is a
- * socket); one write per line keeps each line a single write(2), so lines of
- * several workers sharing a pipe never interleave (each line < PIPE_BUF).
+ * stdout / stderr: written at once with process.stdout/stderr.write, one
+ * write(2) per line, unbuffered: on Linux those writes are synchronous for
+ * files and pipes (the journal's stream is a socket), the journal stamps
+ * each line with the time it arrives (a batch would stamp every line with
+ * the time of the last), and the workers and the master share the one
+ * stream, where a line written alone (< PIPE_BUF) never interleaves with
+ * another process's line.
  */
-import { close as fsClose, open as fsOpen, openSync, write as fsWrite, writeSync } from 'node:fs'
+import { close as fsClose, open as fsOpen, openSync, writeSync } from 'node:fs'
 
 export type LogTarget = 'file' | 'stdout' | 'stderr'
 
-interface Waiter {
-  seq: number
-  resolve: () => void
+/** The default bufferSize: 64 KiB. */
+export const LOG_BUFFER_SIZE = 64 * 1024
+
+export interface LogFileOptions {
+  /** Bytes of lines held in memory (files only); default LOG_BUFFER_SIZE. A longer line is written on its own. */
+  bufferSize?: number
+  /** Write buffered lines at the latest this many milliseconds after the oldest was written; default 0: at the end of the event-loop turn. */
+  flushMs?: number
 }
 
 function openAppend(path: string): Promise<number> {
@@ -35,34 +54,28 @@ export class LogFile {
   /** Where lines go: a file, or the process's stdout / stderr. */
   readonly kind: LogTarget
   private fd: number
-  /** Text not yet handed to a write. */
-  private pending = ''
-  /** write() calls so far (a sequence number per call). */
-  private queued = 0
-  /** Every write() up to this sequence number is written (or was dropped by a write error). */
-  private written = 0
-  /** The sequence number the batch in flight covers (0: none in flight). */
-  private inflight = 0
-  /** flushSync() wrote everything up to this sequence number. */
-  private synced = 0
-  private scheduled: NodeJS.Immediate | undefined
-  /** Set during reopen(): no batch is dispatched while the fd is being switched. */
-  private held = false
-  private waiters: Waiter[] = []
+  private readonly flushMs: number
+  /** Lines not yet written: the first `used` bytes of `buffer` (allocated for files only). */
+  private readonly buffer: Buffer
+  private used = 0
+  /** The timer (or immediate) that writes the buffer once its oldest line is flushMs old. */
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined
   /** A write error was reported and no write succeeded since: do not report again. */
   private failing = false
   private closed = false
-  /** The process is exiting: the event loop will not run again, write synchronously. */
+  /** The process is exiting: the event loop will not run again, write at once. */
   private exiting = false
   /** reopen() calls run one after the other. */
   private reopening: Promise<void> = Promise.resolve()
-  /** Batches handed to fs.write (observability, tests). */
+  /** Writes to the file so far (observability, tests). */
   private batches = 0
 
-  private constructor(target: string, kind: LogTarget, fd: number) {
+  private constructor(target: string, kind: LogTarget, fd: number, options: LogFileOptions) {
     this.target = target
     this.kind = kind
     this.fd = fd
+    this.flushMs = options.flushMs ?? 0
+    this.buffer = Buffer.allocUnsafe(kind === 'file' ? Math.max(1, options.bufferSize ?? LOG_BUFFER_SIZE) : 0)
     if (kind === 'file') process.on('exit', this.onExit)
     else this.stream.on('error', this.onStreamError)
   }
@@ -71,10 +84,11 @@ export class LogFile {
    * Open `target` for appending (created with mode 0666 & ~umask), or use
    * `fallback` for `-`. A file that cannot be opened (missing directory,
    * EACCES, EISDIR) throws node's system error, which names the path.
+   * `options` say how long lines may wait in memory (files only).
    */
-  static open(target: string, fallback: 'stdout' | 'stderr'): LogFile {
-    if (target === '-') return new LogFile('-', fallback, fallback === 'stdout' ? 1 : 2)
-    return new LogFile(target, 'file', openSync(target, 'a', 0o666))
+  static open(target: string, fallback: 'stdout' | 'stderr', options: LogFileOptions = {}): LogFile {
+    if (target === '-') return new LogFile('-', fallback, fallback === 'stdout' ? 1 : 2, options)
+    return new LogFile(target, 'file', openSync(target, 'a', 0o666), options)
   }
 
   private get stream(): NodeJS.WriteStream {
@@ -92,48 +106,53 @@ export class LogFile {
       this.stream.write(text)
       return
     }
-    this.queued++
-    if (this.exiting) {
-      this.writeAllSync(Buffer.from(text))
-      this.synced = this.queued
-      return
-    }
-    this.pending += text
-    this.schedule()
+    const size = Buffer.byteLength(text)
+    if (this.used + size > this.buffer.length) this.flushSync()
+    if (size > this.buffer.length) this.writeAll(Buffer.from(text), size)
+    else this.used += this.buffer.write(text, this.used)
+    if (this.exiting || this.used === this.buffer.length) this.flushSync()
+    else if (this.timer === undefined && this.used > 0)
+      this.timer = this.flushMs > 0 ? setTimeout(this.onTimer, this.flushMs).unref() : setImmediate(this.onTimer).unref()
   }
 
-  /** Resolves once everything written before this call is written. */
+  /** Write what is buffered; resolves once it is written (or dropped by a write error). */
   flush(): Promise<void> {
-    return this.waitFor(this.queued)
+    this.flushSync()
+    return Promise.resolve()
   }
 
   /**
-   * Write what is buffered now, synchronously (for process exit: the
-   * LogFile calls it from its own 'exit' handler). A batch already handed to
-   * an asynchronous fs.write is left to it.
+   * Write what is buffered now, synchronously, as one write(2) (more only
+   * when the kernel writes part of it). Never throws: a write error is
+   * reported once per run of failures, and the lines are dropped.
    */
   flushSync(): void {
-    if (this.kind !== 'file') return
-    if (this.scheduled !== undefined) {
-      clearImmediate(this.scheduled)
-      this.scheduled = undefined
+    if (this.used === 0) return
+    const length = this.used
+    this.used = 0
+    this.writeAll(this.buffer, length)
+  }
+
+  /** Write the first `length` bytes of data, synchronously; a write error is reported, never thrown. */
+  private writeAll(data: Buffer, length: number): void {
+    this.batches++
+    try {
+      // A short write (the disk filling up): write the rest, which fails or goes on.
+      for (let offset = 0; offset < length; ) offset += writeSync(this.fd, data, offset, length - offset)
+      this.failing = false
+    } catch (err) {
+      this.report(err as Error)
     }
-    if (this.pending !== '') {
-      const data = Buffer.from(this.pending)
-      this.pending = ''
-      this.writeAllSync(data)
-    }
-    this.synced = this.queued
-    if (this.inflight === 0) this.settle(this.queued)
   }
 
   /**
-   * Reopen the file (logrotate's postrotate sends USR1): what was written
-   * before goes to the old fd, then the path is opened again and lines go
-   * to the new file. When the promise resolves, no line is written to the
-   * old (rotated) file any more. If the path cannot be opened, the old fd
-   * stays in use and the promise rejects with the system error. A no-op for
-   * stdout / stderr (they belong to whoever started us).
+   * Reopen the file (logrotate's postrotate sends USR1): the path is opened
+   * again (asynchronously: lines written meanwhile are buffered), what was
+   * written before goes to the old fd, then lines go to the new file. When
+   * the promise resolves, no line is written to the old (rotated) file any
+   * more. If the path cannot be opened, the old fd stays in use and the
+   * promise rejects with the system error. A no-op for stdout / stderr (they
+   * belong to whoever started us).
    */
   reopen(): Promise<void> {
     if (this.kind !== 'file' || this.closed) return Promise.resolve()
@@ -143,90 +162,38 @@ export class LogFile {
   }
 
   private async switchFile(): Promise<void> {
-    await this.flush()
-    this.held = true
-    try {
-      // A batch dispatched after the flush above goes to the old fd too: let it land.
-      await this.waitFor(this.inflight)
-      const fd = await openAppend(this.target)
-      const old = this.fd
-      this.fd = fd
-      fsClose(old, () => undefined)
-    } finally {
-      this.held = false
-      this.schedule()
-    }
+    const fd = await openAppend(this.target)
+    this.flushSync()
+    const old = this.fd
+    this.fd = fd
+    fsClose(old, () => undefined)
   }
 
-  /** Flush, then close the file (stdout / stderr stay open). Later writes are ignored. */
+  /** Write what is buffered, then close the file (stdout / stderr stay open). Later writes are ignored. */
   async close(): Promise<void> {
     if (this.closed) return
-    const last = this.queued
     this.closed = true
     if (this.kind !== 'file') {
       this.stream.off('error', this.onStreamError)
       return
     }
     await this.reopening
-    await this.waitFor(last)
+    this.flushSync()
+    this.clearTimer()
     process.off('exit', this.onExit)
     await new Promise<void>((resolve) => fsClose(this.fd, () => resolve()))
   }
 
-  private schedule(): void {
-    if (this.scheduled === undefined && this.inflight === 0 && !this.held && this.pending !== '')
-      this.scheduled = setImmediate(this.dispatch)
+  private clearTimer(): void {
+    if (this.timer === undefined) return
+    if (this.flushMs > 0) clearTimeout(this.timer as NodeJS.Timeout)
+    else clearImmediate(this.timer as NodeJS.Immediate)
+    this.timer = undefined
   }
 
-  private readonly dispatch = (): void => {
-    this.scheduled = undefined
-    if (this.inflight !== 0 || this.held || this.pending === '') return
-    const data = Buffer.from(this.pending)
-    this.pending = ''
-    this.inflight = this.queued
-    this.batches++
-    this.writeAsync(data, 0)
-  }
-
-  private writeAsync(data: Buffer, offset: number): void {
-    fsWrite(this.fd, data, offset, data.length - offset, null, (err, n) => {
-      if (err === null && offset + n < data.length) {
-        // A short write (the disk filling up): write the rest, which fails or goes on.
-        this.writeAsync(data, offset + n)
-        return
-      }
-      if (err === null) this.failing = false
-      else this.report(err)
-      const seq = this.inflight
-      this.inflight = 0
-      this.settle(Math.max(seq, this.synced))
-      this.schedule()
-    })
-  }
-
-  private writeAllSync(data: Buffer): void {
-    try {
-      for (let offset = 0; offset < data.length; ) offset += writeSync(this.fd, data, offset)
-      this.failing = false
-    } catch (err) {
-      this.report(err as Error)
-    }
-  }
-
-  private waitFor(seq: number): Promise<void> {
-    if (this.written >= seq) return Promise.resolve()
-    return new Promise((resolve) => this.waiters.push({ seq, resolve }))
-  }
-
-  private settle(seq: number): void {
-    this.written = Math.max(this.written, seq)
-    if (this.waiters.length === 0) return
-    const waiting: Waiter[] = []
-    for (const w of this.waiters) {
-      if (w.seq <= this.written) w.resolve()
-      else waiting.push(w)
-    }
-    this.waiters = waiting
+  private readonly onTimer = (): void => {
+    this.timer = undefined
+    this.flushSync()
   }
 
   /** A write error (disk full, EIO, EPIPE) drops the batch: reported once per run of failures, never thrown. */
@@ -240,7 +207,7 @@ export class LogFile {
   private readonly onStreamError = (err: Error): void => this.report(err)
 
   private readonly onExit = (): void => {
-    this.flushSync()
     this.exiting = true
+    this.flushSync()
   }
 }

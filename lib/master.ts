@@ -48,6 +48,15 @@ const UPGRADE_SETTLE_MS = 250
 const UPGRADE_MARGIN_MS = 10000
 /** LISTEN_FDNAMES of the reuse-port slot sockets an old master hands over: sdserve-slot<slot>-<listener index>. */
 const SLOT_NAME = /^sdserve-slot(\d+)-(\d+)$/
+/**
+ * A worker that drains while others take over its clients (reload, recycle,
+ * TTOU) closes its keep-alive connections one by one over this long (at most
+ * --graceful-timeout). Moving them all at once sent every client of the old
+ * generation to new workers whose code is not optimized yet, all in the same
+ * few milliseconds: that, more than the new generation's boot, made the p99
+ * latency during reloads under keep-alive load.
+ */
+const HANDOVER_MS = 300
 
 type WorkerState = 'booting' | 'ready' | 'stopping'
 
@@ -624,7 +633,7 @@ export class Master extends EventEmitter<MasterEvents> {
     const replacement = this.spawnWorker(record.id, record.generation)
     try {
       await replacement.booted
-      this.stopWorker(record, true)
+      this.stopWorker(record, true, true)
     } catch (err) {
       record.retiring = false
       this.log.error(`worker ${record.id}: replacement failed (${(err as Error).message}); the old worker keeps serving`)
@@ -636,12 +645,16 @@ export class Master extends EventEmitter<MasterEvents> {
     if (record.child.exitCode === null && record.child.signalCode === null) record.child.kill(signal)
   }
 
-  /** Tell a worker to stop; kill it when it overstays the graceful timeout. */
-  private stopWorker(record: WorkerRecord, graceful: boolean): void {
+  /**
+   * Tell a worker to stop; kill it when it overstays the graceful timeout.
+   * `handover`: other workers serve its clients from now on (see HANDOVER_MS).
+   */
+  private stopWorker(record: WorkerRecord, graceful: boolean, handover = false): void {
     if (record.state === 'stopping') return
     record.state = 'stopping'
     const timeoutMs = graceful ? Math.round(this.config.gracefulTimeout * 1000) : 0
-    const message: MasterMessage = { cmd: CMD, act: 'stop', graceful, timeoutMs }
+    const handoverMs = handover ? Math.min(HANDOVER_MS, timeoutMs) : 0
+    const message: MasterMessage = { cmd: CMD, act: 'stop', graceful, timeoutMs, handoverMs }
     if (record.child.connected) record.child.send(message, (err) => err && this.kill(record, 'SIGKILL', 'its IPC channel failed'))
     /* c8 ignore next 2 -- a worker whose app closed the IPC channel: SIGTERM drains it just the same */
     else if (graceful) this.kill(record, 'SIGTERM', 'stop')
@@ -703,8 +716,8 @@ export class Master extends EventEmitter<MasterEvents> {
     const replacement = this.spawnWorker(1, this.serving)
     try {
       await replacement.booted
-      if (previous !== undefined) this.stopWorker(previous, true)
-      for (const r of leaving) this.stopWorker(r, true)
+      if (previous !== undefined) this.stopWorker(previous, true, true)
+      for (const r of leaving) this.stopWorker(r, true, true)
       /* c8 ignore start -- the code worker 1 loads has just booted in every other worker */
     } catch (err) {
       for (const r of leaving) r.retiring = false
@@ -720,7 +733,7 @@ export class Master extends EventEmitter<MasterEvents> {
     const extra = live.filter((r) => r.id > this.config.workers)
     if (extra.length > 0) {
       if (this.slotSockets.size > 0) void this.handOver(extra)
-      else for (const r of extra) this.stopWorker(r, true)
+      else for (const r of extra) this.stopWorker(r, true, true)
     }
     for (let id = 1; id <= this.config.workers; id++)
       if (!live.some((r) => r.id === id) && !this.respawnTimers.has(id)) this.scheduleRespawn(id, 0)
@@ -776,7 +789,7 @@ export class Master extends EventEmitter<MasterEvents> {
       const generation = await this.startGeneration(this.config.workers)
       const old = [...this.workers.values()].filter((r) => r.generation !== generation)
       this.serving = generation
-      for (const r of old) this.stopWorker(r, true)
+      for (const r of old) this.stopWorker(r, true, true)
       this.log.info(`reloaded: generation ${generation} serving, ${old.length} old workers draining`)
       this.statusNote = ''
       this.ready()
@@ -825,7 +838,8 @@ export class Master extends EventEmitter<MasterEvents> {
     this.log.info(`${graceful ? 'graceful' : 'fast'} stop: ${records.length} workers`)
     this.send(() => this.notifier.stopping(`stopping: ${graceful ? 'draining' : 'stopping'} ${records.length} workers`))
     if (graceful) this.extendTimeout(Math.round(this.config.gracefulTimeout * 1000))
-    for (const r of records) this.stopWorker(r, graceful)
+    // After a binary upgrade the new master's workers take the clients over, as in a reload.
+    for (const r of records) this.stopWorker(r, graceful, graceful && this.quiet)
     await Promise.all(records.map((r) => r.exited))
     closeListeners(this.sockets, { unlink: !this.quiet })
     for (const slot of this.slotSockets.values()) for (const fd of slot.values()) closeSync(fd)

@@ -68,7 +68,17 @@ export type MasterMessage =
       /** The access log: a file path or '-' (stdout), and gunicorn's format; undefined: none. */
       accessLog: { file: string; format: string } | undefined
     }
-  | { cmd: typeof CMD; act: 'stop'; graceful: boolean; timeoutMs: number }
+  | {
+      cmd: typeof CMD
+      act: 'stop'
+      graceful: boolean
+      timeoutMs: number
+      /**
+       * Other workers take over this one's clients (a reload, a recycle, TTOU): its keep-alive
+       * connections are closed one by one over this many milliseconds rather than all at once.
+       */
+      handoverMs: number
+    }
   | { cmd: typeof CMD; act: 'reopen-logs' }
 
 export type WorkerMessage =

@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statS
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { LogFile } from '../lib/log-file.js'
-import { root, shortTmp, spawnTracked } from './helpers/proc.js'
+import { root, shortTmp, spawnTracked, waitFor } from './helpers/proc.js'
 
 const LOG_FILE_URL = pathToFileURL(join(root, 'dist/lib/log-file.js')).href
 
@@ -77,36 +77,48 @@ t.test('opening appends to an existing file', async (t) => {
   t.same(read(path), ['before', 'after'])
 })
 
-t.test('flush waits for lines written while a batch is in flight', async (t) => {
+t.test('bufferSize: the buffer is written when the next line would not fit; flushMs: else when its oldest line is that old', async (t) => {
   const path = join(shortTmp(t), 'a.log')
-  const file = LogFile.open(path, 'stderr')
-  writeLines(file, lines(1, 100))
-  const firstFlush = file.flush()
-  await nextTurn() // the batch of 100 is in flight now
-  writeLines(file, lines(101, 200))
-  const secondFlush = file.flush()
-  await firstFlush
-  await secondFlush
-  t.same(read(path), lines(1, 200))
-  t.equal(batches(file), 2)
+  const file = LogFile.open(path, 'stderr', { bufferSize: 100, flushMs: 60_000 })
+  const line = (i: number, length = 49): string => `${String(i).padStart(length - 1, '-')}\n`
+  file.write(line(1))
+  file.write(line(2))
+  await nextTurn()
+  t.equal(batches(file), 0, '98 bytes wait for the timer')
+  file.write(line(3))
+  t.equal(batches(file), 1, 'the third line does not fit: the first two are written at once')
+  t.equal(read(path).length, 2)
+  file.write(line(4, 51))
+  t.equal(batches(file), 2, '49 + 51 bytes fill the buffer: written at once')
+  t.equal(read(path).length, 4)
+  file.write(`é${line(5, 149)}`)
+  t.equal(batches(file), 3, 'a line longer than the buffer (151 bytes, 150 characters) is written on its own')
+  file.write(line(6))
   await file.close()
+  t.equal(batches(file), 4, 'close writes the rest')
+  t.same(read(path), [line(1), line(2), line(3), line(4, 51), `é${line(5, 149)}`, line(6)].map((l) => l.trimEnd()))
+
+  // A short flushMs: the timer writes the lines.
+  const timed = join(shortTmp(t), 'b.log')
+  const soon = LogFile.open(timed, 'stderr', { flushMs: 5 })
+  writeLines(soon, lines(1, 3))
+  await waitFor(() => batches(soon) === 1, 'the timer writes the buffer')
+  t.same(read(timed), lines(1, 3))
+  await soon.close()
 })
 
-t.test('flushSync writes what is buffered at once, even with a batch in flight', async (t) => {
+t.test('flushSync writes what is buffered at once', async (t) => {
   const path = join(shortTmp(t), 'a.log')
   const file = LogFile.open(path, 'stderr')
   writeLines(file, lines(1, 10))
   file.flushSync()
   t.same(read(path), lines(1, 10), 'written synchronously')
+  t.equal(batches(file), 1)
   file.flushSync() // nothing buffered
-  writeLines(file, lines(11, 20))
-  await nextTurn() // 11..20 in flight
-  writeLines(file, lines(21, 30))
-  file.flushSync()
-  const pending = file.flush()
-  await pending
-  t.same(read(path).sort(), lines(1, 30).sort(), 'every line once (a batch in flight may land after the synced lines)')
-  await file.close()
+  await nextTurn() // the timer finds nothing to write
+  t.equal(batches(file), 1)
+  await file.close() // no timer pending
+  t.same(read(path), lines(1, 10))
 })
 
 t.test('reopen after logrotate renamed the file: nothing lost, nothing in the old file afterwards', async (t) => {
@@ -117,8 +129,8 @@ t.test('reopen after logrotate renamed the file: nothing lost, nothing in the ol
   writeLines(file, lines(1, 50))
   renameSync(path, rotated)
   const reopened = file.reopen()
-  await nextTurn() // the batch 1..50 is in flight, to the old fd
-  writeLines(file, lines(51, 60)) // written while the reopen waits for that batch
+  await nextTurn() // the new file is being opened; 1..50 went to the old fd
+  writeLines(file, lines(51, 60)) // written while the reopen opens the new file
   const during: string[] = []
   for (let i = 0; i < 20; i++) {
     await nextTurn() // while the new file is being opened
@@ -143,6 +155,22 @@ t.test('reopen after logrotate renamed the file: nothing lost, nothing in the ol
   await file.close()
   t.same(read(path), ['last'])
   await file.reopen() // closed: nothing to do
+})
+
+t.test('reopen of a buffered file: the buffered lines go to the old file, later ones to the new', async (t) => {
+  const dir = shortTmp(t)
+  const path = join(dir, 'access.log')
+  const rotated = join(dir, 'access.log.1')
+  const file = LogFile.open(path, 'stdout', { bufferSize: 64 * 1024, flushMs: 60_000 })
+  writeLines(file, lines(1, 50))
+  renameSync(path, rotated)
+  const reopened = file.reopen()
+  writeLines(file, lines(51, 60)) // while the new file is being opened
+  await reopened
+  t.same(read(rotated), lines(1, 60), 'everything written before the reopen resolved, in the rotated file')
+  writeLines(file, lines(61, 70))
+  await file.close()
+  t.same(read(path), lines(61, 70))
 })
 
 t.test('a reopen that cannot open the path keeps the old fd', async (t) => {
@@ -285,6 +313,17 @@ t.test('process.exit() right after writing: every line is in the file', async (t
   )
   t.equal(await child.exited, 0, child.output())
   t.same(read(path), [...lines(1, 5000), 'from a later exit handler'])
+})
+
+t.test('a process that ends with lines still buffered (an unref\'d timer): every line is in the file', async (t) => {
+  const path = join(shortTmp(t), 'end.log')
+  const child = runSnippet(
+    t,
+    `const file = LogFile.open(${JSON.stringify(path)}, 'stderr', { bufferSize: 1 << 20, flushMs: 60000 })
+     for (let i = 1; i <= 100; i++) file.write('line ' + i + '\\n')`,
+  )
+  t.equal(await child.exited, 0, child.output())
+  t.same(read(path), lines(1, 100))
 })
 
 t.test('close flushes, later writes are ignored, the exit handler is removed', async (t) => {

@@ -739,3 +739,23 @@ t.test('HUP under keep-alive load: no request on a reused connection is lost', a
   s.child.kill('SIGTERM')
   t.equal(await s.child.exited, 0)
 })
+
+t.test('old workers hand their keep-alive connections over in 300 ms (at most --graceful-timeout); a stop does not', async (t) => {
+  const s = await start(t, [], { env: { LOG_STOP: '1' } })
+  await ready(s)
+  s.child.kill('SIGHUP')
+  await waitForOutput(s.child, /reloaded: generation 2 serving/)
+  await waitFor(() => s.count(/stop message /) >= 2, 'the old workers told to stop')
+  t.equal(s.count(/stop message \{[^}]*"graceful":true,"timeoutMs":10000,"handoverMs":300\}/), 2, 'a reload hands over')
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+  t.equal(s.count(/stop message \{[^}]*"graceful":true,"timeoutMs":10000,"handoverMs":0\}/), 2, 'a stop hands nothing over')
+
+  const short = await start(t, ['--graceful-timeout', '0.1'], { env: { LOG_STOP: '1' } })
+  await ready(short)
+  short.child.kill('SIGHUP')
+  await waitFor(() => short.count(/stop message /) >= 2, 'the old workers told to stop')
+  t.equal(short.count(/stop message \{[^}]*"timeoutMs":100,"handoverMs":100\}/), 2, 'at most the graceful timeout')
+  short.child.kill('SIGTERM')
+  t.equal(await short.child.exited, 0)
+})

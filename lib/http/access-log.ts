@@ -163,6 +163,8 @@ interface Compiled {
   render: (e: AccessLogEntry) => string
   /** Does the format show the remote address (worth resolving at request start)? */
   usesRemote: boolean
+  /** Does the format show the request time (worth reading the clock twice per request)? */
+  usesTime: boolean
 }
 
 function compile(format: string, option: string): Compiled {
@@ -172,6 +174,7 @@ function compile(format: string, option: string): Compiled {
   const literals: string[] = []
   const atoms: Atom[] = []
   let usesRemote = false
+  let usesTime = false
   let literal = ''
   let i = 0
   while (i < format.length) {
@@ -207,6 +210,7 @@ function compile(format: string, option: string): Compiled {
       if (make === undefined) throw bad(`unknown atom %(${name})s`)
       atom = make()
       if (name === 'h') usesRemote = true
+      if (name === 'T' || name === 'D' || name === 'M' || name === 'L') usesTime = true
     }
     literals.push(literal)
     atoms.push(atom)
@@ -220,7 +224,7 @@ function compile(format: string, option: string): Compiled {
     for (let k = 0; k < n; k++) line += atoms[k]!(e) + literals[k + 1]!
     return line
   }
-  return { render, usesRemote }
+  return { render, usesRemote, usesTime }
 }
 
 /**
@@ -246,10 +250,55 @@ function chunkBytes(chunk: unknown, encoding: unknown): number {
 type WriteFn = (chunk: unknown, encoding?: unknown, callback?: unknown) => boolean
 type EndFn = (chunk?: unknown, encoding?: unknown, callback?: unknown) => ServerResponse
 
+/**
+ * What the access log keeps for one response until its line is written: the
+ * entry itself, plus the response's own write() and end(). One object per
+ * request; the functions that use it are shared by every response.
+ */
+interface Tracked extends AccessLogEntry {
+  log: AccessLog | undefined
+  timed: boolean
+  write: WriteFn
+  end: EndFn
+}
+
+const TRACKED = Symbol('sdserve.access-log')
+
+type TrackedResponse = ServerResponse & { [TRACKED]: Tracked }
+
+// Body bytes: count what the app hands to res.write()/res.end() while the response is open.
+// The cheapest correct way: the socket's bytesWritten also holds the headers (known only from
+// node internals), the chunked framing and, with keep-alive, other responses' bytes; node
+// keeps no count of its own. res.end() writes through node internals, not res.write(), so
+// nothing is counted twice; bodies node drops (HEAD, 204, 304) are zeroed when logging.
+function countingWrite(this: TrackedResponse, chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+  const t = this[TRACKED]
+  if (!this.writableEnded && !this.destroyed) t.bytes += chunkBytes(chunk, encoding)
+  return t.write.call(this, chunk, encoding, callback)
+}
+
+function countingEnd(this: TrackedResponse, chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
+  const t = this[TRACKED]
+  if (!this.writableEnded && !this.destroyed && typeof chunk !== 'function') t.bytes += chunkBytes(chunk, encoding)
+  return t.end.call(this, chunk, encoding, callback)
+}
+
+// 'close' follows 'finish' (next tick) and also comes alone when the connection is cut off.
+function onResponseClose(this: TrackedResponse): void {
+  const t = this[TRACKED]
+  const log = t.log
+  // Node emits 'close' once; an app may emit it again.
+  if (log === undefined) return
+  t.log = undefined
+  if (t.timed) t.endNs = process.hrtime.bigint()
+  log.log(t)
+}
+
 export class AccessLog {
   private readonly file: Pick<LogFile, 'write'>
   private readonly render: (e: AccessLogEntry) => string
   private readonly usesRemote: boolean
+  private readonly usesTime: boolean
 
   /** `file` is a LogFile (or anything with its write()); a bad format throws ConfigError('access-logformat'). */
   constructor(file: Pick<LogFile, 'write'>, format: string = DEFAULT_ACCESS_LOG_FORMAT) {
@@ -257,6 +306,7 @@ export class AccessLog {
     const compiled = compile(format, 'access-logformat')
     this.render = compiled.render
     this.usesRemote = compiled.usesRemote
+    this.usesTime = compiled.usesTime
   }
 
   /** Write the line of one request. */
@@ -271,37 +321,37 @@ export class AccessLog {
    * the request starts, while the socket is still there.
    */
   attach(server: Server, remoteOf: (req: IncomingMessage) => string = peerAddress): void {
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.track(req, res, this.usesRemote ? remoteOf(req) : '-')
-    })
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => this.track(req, res, remoteOf))
   }
 
   /**
    * Log one request: call it when the request starts, before the app writes
    * anything (the worker calls it once it knows the client from trusted
-   * proxy headers). `remote` is what %(h)s shows.
+   * proxy headers). `remoteOf` gives what %(h)s shows; it is called now, and
+   * only when the format shows %(h)s.
    */
-  track(req: IncomingMessage, res: ServerResponse, remote: string): void {
-    {
-      const startNs = process.hrtime.bigint()
-      // Body bytes: count what the app hands to res.write()/res.end() while the response is open.
-      // The cheapest correct way: the socket's bytesWritten also holds the headers (known only from
-      // node internals), the chunked framing and, with keep-alive, other responses' bytes; node
-      // keeps no count of its own. res.end() writes through node internals, not res.write(), so
-      // nothing is counted twice; bodies node drops (HEAD, 204, 304) are zeroed when logging.
-      let bytes = 0
-      const write = res.write.bind(res) as WriteFn
-      const end = res.end.bind(res) as EndFn
-      res.write = ((chunk: unknown, encoding?: unknown, callback?: unknown) => {
-        if (!res.writableEnded && !res.destroyed) bytes += chunkBytes(chunk, encoding)
-        return write(chunk, encoding, callback)
-      }) as ServerResponse['write']
-      res.end = ((chunk?: unknown, encoding?: unknown, callback?: unknown) => {
-        if (!res.writableEnded && !res.destroyed && typeof chunk !== 'function') bytes += chunkBytes(chunk, encoding)
-        return end(chunk, encoding, callback)
-      }) as ServerResponse['end']
-      // 'close' follows 'finish' (next tick) and also comes alone when the connection is cut off.
-      res.once('close', () => this.log({ req, res, remote, startNs, endNs: process.hrtime.bigint(), bytes }))
+  track(req: IncomingMessage, res: ServerResponse, remoteOf: (req: IncomingMessage) => string): void {
+    const remote = this.usesRemote ? remoteOf(req) : '-'
+    // The clock is read only for a format that shows the request time.
+    const startNs = this.usesTime ? process.hrtime.bigint() : 0n
+    const tracked: Tracked = {
+      req,
+      res,
+      remote,
+      startNs,
+      endNs: startNs,
+      bytes: 0,
+      log: this,
+      timed: this.usesTime,
+      // Called with the response as `this` (countingWrite, countingEnd): no bound copies per request.
+      // eslint-disable-next-line @typescript-eslint/unbound-method
+      write: res.write as WriteFn,
+      // eslint-disable-next-line @typescript-eslint/unbound-method
+      end: res.end as EndFn,
     }
+    ;(res as TrackedResponse)[TRACKED] = tracked
+    res.write = countingWrite as ServerResponse['write']
+    res.end = countingEnd as ServerResponse['end']
+    res.on('close', onResponseClose)
   }
 }

@@ -43,6 +43,8 @@ export const ALLOW_CACHE_MAX = 4096
 
 export class AllowList {
   private readonly cache = new Map<string, boolean>()
+  /** clientInfo() of a request with this list: what resolveClient() stores for client() to call. */
+  readonly resolve = (req: IncomingMessage): ClientInfo => clientInfo(req, this)
 
   private constructor(
     private readonly entries: readonly string[],
@@ -118,19 +120,19 @@ function addEntry(list: BlockList, entry: string, option: string): void {
 }
 
 /**
- * The peer of a connection, or undefined when it cannot be told. A TCP peer
- * that reset the connection has no remoteAddress while its socket still has
- * a local address: that is not a UNIX peer (trusting it as one would let any
- * client that sends a request and a RST be believed), so only a live
- * net.Socket with neither address is a UNIX-socket peer.
- */
-/**
  * Set on a socket whose connection began with a PROXY protocol header: the
  * peer it names (the real client, as the load balancer saw it) stands in for
  * the connection's own address.
  */
 export const PROXIED = Symbol('sdserve.proxied')
 
+/**
+ * The peer of a connection, or undefined when it cannot be told. A TCP peer
+ * that reset the connection has no remoteAddress while its socket still has
+ * a local address: that is not a UNIX peer (trusting it as one would let any
+ * client that sends a request and a RST be believed), so only a live
+ * net.Socket with neither address is a UNIX-socket peer.
+ */
 export function socketPeer(socket: unknown): Peer | undefined {
   if (typeof socket !== 'object' || socket === null) return undefined
   const proxied = (socket as { [PROXIED]?: Peer })[PROXIED]
@@ -149,6 +151,7 @@ export interface ClientInfo {
    * peer could not be told (the connection was already gone), or, from a
    * trusted proxy's `Forwarded` header, `unknown` or an obfuscated
    * identifier (`_hidden`) as the proxy wrote it.
+   * (See client() for when the peer is read.)
    */
   address: string
   /** `http` or `https`. */
@@ -157,6 +160,11 @@ export interface ClientInfo {
   host: string | undefined
   /** Whether the peer is in the allow list, so that forwarded headers were believed. */
   trusted: boolean
+}
+
+/** What ClientInfo.address says of a peer that forwarded nothing. */
+function peerText(peer: Peer | undefined): string {
+  return peer === undefined ? '-' : peer.kind === 'unix' ? 'unix' : unmap(peer.address)
 }
 
 /** `::ffff:1.2.3.4` -> `1.2.3.4`; anything else unchanged. */
@@ -363,7 +371,7 @@ export function clientInfo(req: IncomingMessage, allow: AllowList): ClientInfo {
   const peer = socketPeer(req.socket)
   const encrypted = (req.socket as { encrypted?: unknown } | null)?.encrypted === true
   const info: ClientInfo = {
-    address: peer === undefined ? '-' : peer.kind === 'unix' ? 'unix' : unmap(peer.address),
+    address: peerText(peer),
     proto: encrypted ? 'https' : 'http',
     host: header(req, 'host'),
     trusted: peer !== undefined && allow.allows(peer),
@@ -430,29 +438,69 @@ export function stripForwarded(req: IncomingMessage): boolean {
   return true
 }
 
-/** Where sdserve stores a request's ClientInfo (a registered symbol: any copy of sdserve reads it). */
+/**
+ * Where sdserve stores a request's ClientInfo (a registered symbol: any copy
+ * of sdserve reads it): the ClientInfo, or a function of the request that
+ * works it out (client() calls it once and stores its answer).
+ */
 export const CLIENT: unique symbol = Symbol.for('sdserve.client') as typeof CLIENT
 
-type WithClient = IncomingMessage & { [CLIENT]?: ClientInfo }
+type Stored = ClientInfo | ((req: IncomingMessage) => ClientInfo)
+type WithClient = IncomingMessage & { [CLIENT]?: Stored }
 
 /**
  * The ClientInfo sdserve worked out for a request it served (`import { client }
  * from 'sdserve'`), or undefined for a request sdserve did not serve.
+ *
+ * For a request without forwarded headers, the client is the connection's
+ * peer, whose address node reads with a getpeername() system call: sdserve
+ * reads it when client() is first called for the request (a client that sends
+ * one request per connection would otherwise pay it on every request). Call
+ * client() while the connection is open (during the request, or at its
+ * response's 'finish'): once the client has gone, `address` is `-` and
+ * `trusted` false, as for a client that reset the connection before its
+ * request was read.
  */
 export function client(req: IncomingMessage): ClientInfo | undefined {
-  return (req as WithClient)[CLIENT]
-}
-
-/**
- * What a worker does for each request: work out the ClientInfo, store it on
- * the request for client(), and, when the peer is not trusted, strip the
- * forwarded headers (so that a framework set to trust proxies sees none)
- * unless `strip` is false (`untrusted-forwarded: keep`).
- */
-export function resolveClient(req: IncomingMessage, allow: AllowList, options: { strip?: boolean } = {}): ClientInfo {
-  const info = clientInfo(req, allow)
-  if (!info.trusted && options.strip !== false) stripForwarded(req)
+  const stored = (req as WithClient)[CLIENT]
+  if (typeof stored !== 'function') return stored
+  const info = stored(req)
   ;(req as WithClient)[CLIENT] = info
   return info
 }
 
+/**
+ * client(req)?.address (`-` for a request sdserve did not serve), without
+ * working out the rest of the ClientInfo when it is not there yet (the access
+ * log's %(h)s, for every request).
+ */
+export function clientAddress(req: IncomingMessage): string {
+  const stored = (req as WithClient)[CLIENT]
+  if (typeof stored === 'function') return peerText(socketPeer(req.socket))
+  return stored?.address ?? '-'
+}
+
+/**
+ * What a worker does for each request: work out who the client is, for
+ * client(), and, when the peer is not trusted, strip the forwarded headers
+ * (so that a framework set to trust proxies sees none) unless `strip` is false
+ * (`untrusted-forwarded: keep`). A request without forwarded headers has
+ * nothing to strip or believe: its ClientInfo is worked out when client()
+ * first asks for it.
+ */
+export function resolveClient(req: IncomingMessage, allow: AllowList, options: { strip?: boolean } = {}): void {
+  if (!hasForwarded(req)) {
+    ;(req as WithClient)[CLIENT] = allow.resolve
+    return
+  }
+  const info = clientInfo(req, allow)
+  if (!info.trusted && options.strip !== false) stripForwarded(req)
+  ;(req as WithClient)[CLIENT] = info
+}
+
+/** Does the request carry any of FORWARDED_HEADERS? (req.headers has a lowercase key for every field node kept.) */
+function hasForwarded(req: IncomingMessage): boolean {
+  const headers = req.headers
+  for (const name of FORWARDED_HEADERS) if (headers[name] !== undefined) return true
+  return false
+}

@@ -319,6 +319,23 @@ t.test('a client that disconnects mid-response: logged with the status and bytes
   t.equal(s.lines.length, 1, 'one line')
 })
 
+t.test("a response whose 'close' is emitted again (by an app): still one line", async (t) => {
+  let again!: () => void
+  const emittedAgain = new Promise<void>((resolve) => (again = resolve))
+  const s = await serve(t, (_req, res) => {
+    res.once('close', () =>
+      setImmediate(() => {
+        res.emit('close')
+        again()
+      }),
+    )
+    res.end('once')
+  }, '%(s)s %(B)s')
+  await get({ port: s.port })
+  await emittedAgain
+  t.same(s.lines, ['200 4\n'])
+})
+
 t.test('remoteOf gives the client address; a UNIX socket peer is -', async (t) => {
   const asked: string[] = []
   const s = await serve(t, (_req, res) => res.end(), '%(h)s', (req) => {

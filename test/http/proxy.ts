@@ -7,6 +7,7 @@ import {
   ALLOW_CACHE_MAX,
   AllowList,
   CLIENT,
+  clientAddress,
   client,
   clientInfo,
   DEFAULT_FORWARDED_ALLOW_IPS,
@@ -374,7 +375,8 @@ function recorder(list: AllowList, options: { strip?: boolean; touchDistinct?: b
   const server = createServer((req, res) => {
     const distinctBefore = options.touchDistinct === true ? Object.keys(req.headersDistinct) : []
     const before = { ...req.headers }
-    const infoNow = resolveClient(req, list, options)
+    resolveClient(req, list, options)
+    const infoNow = client(req)!
     const stripped = JSON.stringify(before) !== JSON.stringify(req.headers)
     const headers = { ...req.headers }
     const rawHeaders = [...req.rawHeaders]
@@ -423,6 +425,45 @@ t.test('stripForwarded on a request over a UNIX socket, and without forwarded he
   t.notOk(seen[1]!.stripped)
   t.notOk(seen[1]!.again, 'nothing to strip: false')
   t.same(seen[1]!.rawHeaders, ['Host', 'a', 'X-Forwarded', 'not ours', 'Connection', 'close'])
+  t.same(seen[1]!.info, { address: 'unix', proto: 'http', host: 'a', trusted: false }, 'worked out when client() asked')
+  t.equal(seen[1]!.stored, seen[1]!.info, 'once')
+})
+
+t.test('without forwarded headers, client() reads the peer when first called', async (t) => {
+  const list = AllowList.parse('unix')
+  const requests: IncomingMessage[] = []
+  let arrived = (): void => undefined
+  let before: unknown
+  let during: ClientInfo | undefined
+  let address: string | undefined
+  const server = createServer((req, res) => {
+    resolveClient(req, list)
+    requests.push(req)
+    arrived()
+    if (req.url !== '/answer') return
+    before = (req as unknown as Record<symbol, unknown>)[CLIENT]
+    address = clientAddress(req)
+    during = client(req)
+    res.end('ok')
+  })
+  const where = (await listen(t, server, 0)) as { port: number }
+  await raw(where, 'GET /answer HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  t.equal(typeof before, 'function', 'nothing worked out before client() asked')
+  t.equal(address, '127.0.0.1', 'clientAddress() reads the peer alone')
+  t.same(during, { address: '127.0.0.1', proto: 'http', host: 'a', trusted: false })
+  t.equal(client(requests[0]!), during, 'the answer is kept')
+
+  // Asked only after the client has gone (it reset the connection): the peer cannot be told, and a
+  // TCP peer is never taken for a UNIX one.
+  const seen = new Promise<void>((resolve) => (arrived = resolve))
+  const closed = new Promise<void>((resolve) => server.once('connection', (s: Socket) => s.once('close', () => resolve())))
+  const c = connect(where.port, '127.0.0.1')
+  c.on('error', () => undefined)
+  c.write('GET /hold HTTP/1.1\r\nHost: a\r\n\r\n')
+  await seen
+  c.resetAndDestroy()
+  await closed
+  t.same(client(requests[1]!), { address: '-', proto: 'http', host: 'a', trusted: false })
 })
 
 t.test('a trusted UNIX-socket peer keeps its headers and is believed', async (t) => {
@@ -474,9 +515,11 @@ t.test('a TCP client that resets the connection is never taken for a UNIX peer',
 t.test('client() reads the symbol; FORWARDED_HEADERS', async (t) => {
   const req = fakeReq('127.0.0.1')
   t.equal(client(req), undefined)
+  t.equal(clientAddress(req), '-', 'a request sdserve did not serve')
   const stored: ClientInfo = { address: '192.0.2.1', proto: 'https', host: undefined, trusted: true }
   ;(req as unknown as Record<symbol, unknown>)[Symbol.for('sdserve.client')] = stored
   t.equal(client(req), stored)
+  t.equal(clientAddress(req), '192.0.2.1')
   t.equal(CLIENT, Symbol.for('sdserve.client'))
   t.same(FORWARDED_HEADERS, ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip'])
 })
