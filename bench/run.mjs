@@ -25,7 +25,6 @@
 //                           more than this many cores during it (BENCH_NOISE_RETRIES [2] times)
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -100,14 +99,9 @@ function ensureTools() {
   if (!have('python3')) log('bench: python3 is not installed: READY=1 is timed from sdserve\'s "serving" log lines instead of sd_notify')
   // Not a devDependency: it lists platform packages the registry does not have,
   // which makes `npm ci` refuse the lock file. The bench installs it when needed.
-  const resolveUnixSocket = () => {
-    try {
-      createRequire(import.meta.url).resolve('node-unix-socket')
-      return true
-    } catch {
-      return false
-    }
-  }
+  // In a child: this process's module resolution remembers a package it did not find.
+  const resolveUnixSocket = () =>
+    spawnSync(process.execPath, ['-e', "require.resolve('node-unix-socket')"], { cwd: ROOT, stdio: 'ignore' }).status === 0
   if (!resolveUnixSocket()) {
     log('bench: installing the npm package node-unix-socket@0.2.7 (--no-save) for the SO_REUSEPORT baseline')
     spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', 'node-unix-socket@0.2.7'], { cwd: ROOT, stdio: 'inherit' })

@@ -18,6 +18,7 @@
  * | `p` | `<pid>` |
  * | `{name}i` `{name}o` | request / response header (case-insensitive) |
  * | `{NAME}e` | environment variable, read when the format is compiled |
+ * | `{wsgi.url_scheme}e` | the request's scheme, `http` or `https` (from a trusted proxy's X-Forwarded-Proto or Forwarded), as gunicorn's |
  *
  * A missing or empty value is `-`. Values from the request, the response or
  * the environment are escaped as nginx does, so a line cannot be forged:
@@ -27,6 +28,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { ConfigError } from '../errors.js'
 import type { LogFile } from '../log-file.js'
+import { client } from './proxy.js'
 
 export const DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
@@ -198,7 +200,10 @@ function compile(format: string, option: string): Compiled {
     const braced = /^\{([^{}]+)\}([ioe])$/.exec(name)
     if (braced !== null) {
       const [, key, kind] = braced as unknown as [string, string, 'i' | 'o' | 'e']
-      if (kind === 'e') {
+      if (kind === 'e' && key === 'wsgi.url_scheme') {
+        // gunicorn's spelling of the request's scheme: https behind a trusted proxy's X-Forwarded-Proto.
+        atom = (e) => client(e.req)?.proto ?? 'http'
+      } else if (kind === 'e') {
         const value = show(process.env[key])
         atom = () => value
       } else {

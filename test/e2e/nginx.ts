@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs'
 
 const c = container()
 await installApp(c)
+// gunicorn's format with the scheme at the end, from the app's directory (sdserve.config.json is read from the working directory).
+writeInto(c, '/srv/app/sdserve.config.json', JSON.stringify({ accessLogformat: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({wsgi.url_scheme}e)s' }))
 writeInto(c, '/etc/nginx/conf.d/app.conf', readFileSync(example('systemd/nginx.conf'), 'utf8'))
 await must(c, ['rm', '-f', '/etc/nginx/sites-enabled/default'])
 await must(c, ['nginx', '-t'])
@@ -33,7 +35,9 @@ t.test("sdserve's access log in the journal shows the forwarded client", async (
   const entries = await journal(c, 'app.service')
   const line = entries.find((e) => e.MESSAGE.includes('/logged?x=1'))
   t.ok(line, 'the request was logged')
-  t.match(line?.MESSAGE, /^127\.0\.0\.2 - - \[[^\]]+\] "GET \/logged\?x=1 HTTP\/1\.0" 200 \d+ "https:\/\/example\.test\/from" "e2e-agent\/1\.0"$/)
+  t.match(line?.MESSAGE, /^127\.0\.0\.2 - - \[[^\]]+\] "GET \/logged\?x=1 HTTP\/1\.0" 200 \d+ "https:\/\/example\.test\/from" "e2e-agent\/1\.0" http$/)
+  const tls = entries.find((e) => e.MESSAGE.includes('/?tls=1'))
+  t.match(tls?.MESSAGE, /^127\.0\.0\.2 - - .* "GET \/\?tls=1 HTTP\/1\.0" 200 .* https$/, 'the scheme from X-Forwarded-Proto, through TLS')
   t.equal(line?.PRIORITY, '6', 'access log lines are info')
   t.equal(line?.SYSLOG_IDENTIFIER, 'sdserve')
   const started = entries.find((e) => /sdserve [\d.]+ master \d+: listening on unix:\/run\/app\.sock, 127\.0\.0\.1:8000/.test(e.MESSAGE))

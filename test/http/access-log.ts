@@ -13,6 +13,7 @@ import {
   type AccessLogEntry,
 } from '../../lib/http/access-log.js'
 import { LogFile } from '../../lib/log-file.js'
+import { AllowList, resolveClient } from '../../lib/http/proxy.js'
 import { get, shortTmp, waitFor } from '../helpers/proc.js'
 
 const SEED_FORMAT = '%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
@@ -365,6 +366,22 @@ t.test('remoteOf gives the client address; a UNIX socket peer is -', async (t) =
   t.equal(reply.body, 'unix')
   await waitFor(() => lines.length === 1, 'the unix line')
   t.match(lines[0], new RegExp(`^- - - ${TIME} "GET / HTTP/1\\.1" 200 4 "-" "-"\\n$`))
+})
+
+t.test('%({wsgi.url_scheme}e)s: the scheme a trusted proxy forwarded, as gunicorn logs it', async (t) => {
+  const allow = AllowList.parse('127.0.0.1', 'forwarded-allow-ips')
+  const s = await serve(t, (req, res) => {
+    resolveClient(req, allow)
+    res.end()
+  }, '%({wsgi.url_scheme}e)s')
+  await get({ port: s.port, headers: { 'x-forwarded-proto': 'https' } })
+  await get({ port: s.port })
+  t.equal(await s.line(1), 'https\n')
+  t.equal(await s.line(2), 'http\n')
+  // Without the worker's resolution (no client record): http.
+  const bare = await serve(t, (_req, res) => res.end(), '%({wsgi.url_scheme}e)s')
+  await get({ port: bare.port, headers: { 'x-forwarded-proto': 'https' } })
+  t.equal(await bare.line(1), 'http\n')
 })
 
 t.test('literals and %%', async (t) => {
