@@ -38,8 +38,13 @@ export interface OpenOptions {
   warn?: (message: string) => void
   /** Inherited fds that sdserve created (handed over by an old master): owned, as if opened here. */
   owned?: ReadonlySet<number>
-  /** Inherited sockets this predicate accepts are not warned about when unused: the caller deals with them. */
-  quietlyUnused?: (s: InheritedSocket) => boolean
+  /**
+   * Inherited sockets that sdserve itself stored in systemd's fd store or
+   * handed over in a binary upgrade: they serve the binds whose address they
+   * have, never stand in for a missing --bind, and are not warned about when
+   * unused (the caller removes them).
+   */
+  stored?: (s: InheritedSocket) => boolean
 }
 
 function sameAddress(spec: BindSpec & { kind: 'tcp' | 'unix' }, s: InheritedSocket): boolean {
@@ -59,16 +64,19 @@ function fromInherited(s: InheritedSocket, options: OpenOptions): Listener {
 }
 
 /**
- * Open every configured bind. With no binds: every inherited socket, or
- * DEFAULT_BIND when there are none. A bind whose address matches an inherited
- * socket uses that socket instead of binding again.
+ * Open every configured bind. With no binds: every socket the socket units
+ * passed, or DEFAULT_BIND when there are none. A bind whose address matches
+ * an inherited socket (a socket unit's or a stored one) uses that socket
+ * instead of binding again.
  */
 export async function openListeners(binds: string[], inherited: InheritedSocket[], options: OpenOptions): Promise<Listener[]> {
-  if (binds.length === 0 && inherited.length > 0) {
-    const unusable = inherited.find((s) => s.type !== 'stream' || !s.listening)
+  const stored = (s: InheritedSocket): boolean => options.stored?.(s) === true
+  const fromUnits = inherited.filter((s) => !stored(s))
+  if (binds.length === 0 && fromUnits.length > 0) {
+    const unusable = fromUnits.find((s) => s.type !== 'stream' || !s.listening)
     if (unusable !== undefined)
       throw new ConfigError('LISTEN_FDS', `${unusable.name}=${unusable.text}`, 'listening stream sockets (ListenStream=, Accept=no)')
-    return inherited.map((s) => fromInherited(s, options))
+    return fromUnits.map((s) => fromInherited(s, options))
   }
   const specs = (binds.length > 0 ? binds : [DEFAULT_BIND]).map((b) => parseBind(b))
   const used = new Set<number>()
@@ -101,7 +109,7 @@ export async function openListeners(binds: string[], inherited: InheritedSocket[
     throw err
   }
   for (const s of inherited)
-    if (!used.has(s.fd) && options.quietlyUnused?.(s) !== true) options.warn?.(`inherited socket ${s.name} (${s.text}) is not in --bind: left open, not served`)
+    if (!used.has(s.fd) && !stored(s)) options.warn?.(`inherited socket ${s.name} (${s.text}) is not in --bind: left open, not served`)
   return listeners
 }
 

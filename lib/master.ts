@@ -23,7 +23,6 @@ import { parseAppSpec } from './app.js'
 import type { Config, ConfigSources } from './config.js'
 import { AppLoadError, ExitCode, WorkerBootError } from './errors.js'
 import { canChangeIdentity, resolveOwner, workerIdentity } from './identity.js'
-import { DEFAULT_BIND } from './binds.js'
 import { fdStoreMax, isStoredName, storedName } from './fd-store.js'
 import { closeListeners, openListeners, openReusePortSocket, type Listener } from './listeners.js'
 import { LogFile } from './log-file.js'
@@ -32,7 +31,7 @@ import { Notifier, oneLine } from './notify.js'
 import { removePidFile, renamePidFile, writePidFile } from './pidfile.js'
 import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage } from './protocol.js'
 import { awaitSuccessor, promote, reportServing, spawnSuccessor, upgradeOrigin, type HandedSocket } from './upgrade.js'
-import { startWatchdog, watchdogUsec, type Watchdog } from './watchdog.js'
+import { startWatchdog, type Watchdog } from './watchdog.js'
 import { version } from './version.js'
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url))
@@ -141,8 +140,6 @@ export class Master extends EventEmitter<MasterEvents> {
   private upgrading: Promise<boolean> | undefined
   /** The new master of a running binary upgrade, until it is promoted or given up. */
   private successor: ChildProcess | undefined
-  /** The watchdog timeout systemd asked for, kept for a new master (the variables are consumed at start). */
-  private watchdogTimeout: bigint | undefined
   /** Where and how this master was started, for a new master in a binary upgrade. */
   private readonly launchCwd = process.cwd()
   private readonly launchArgv = process.argv.slice(1)
@@ -199,16 +196,14 @@ export class Master extends EventEmitter<MasterEvents> {
       const inherited = inheritedSockets()
       const slots = inherited.filter((s) => SLOT_NAME.test(s.name))
       const sockets = inherited.filter((s) => !SLOT_NAME.test(s.name))
-      // Only sockets sdserve stored or handed over, and no --bind: the default bind, as when they were made.
-      const binds = config.bind.length === 0 && sockets.length > 0 && sockets.every((s) => isStoredName(s.name)) ? [DEFAULT_BIND] : config.bind
-      this.sockets = await openListeners(binds, sockets, {
+      this.sockets = await openListeners(config.bind, sockets, {
         backlog: config.backlog,
         reusePort: config.balance === 'reuse-port',
         unixSocketMode: config.unixSocketMode,
         unixSocketOwner: config.unixSocketOwner === undefined ? undefined : resolveOwner(config.unixSocketOwner),
         warn: (m) => this.log.warn(m),
         owned: origin?.owned,
-        quietlyUnused: (s) => isStoredName(s.name),
+        stored: (s) => isStoredName(s.name),
       })
       this.dropUnusedStored(sockets)
       this.storeSockets(sockets)
@@ -228,7 +223,6 @@ export class Master extends EventEmitter<MasterEvents> {
         await reportServing()
         this.quiet = false
       }
-      this.watchdogTimeout = watchdogUsec() ?? undefined
       this.watchdog = startWatchdog({
         notifier: this.notifier,
         unsetEnv: true,
@@ -367,7 +361,8 @@ export class Master extends EventEmitter<MasterEvents> {
         argv: this.launchArgv,
         cwd: this.launchCwd,
         env: process.env,
-        watchdogUsec: this.watchdogTimeout,
+        // The variables were consumed at start; the running watchdog knows the timeout.
+        watchdogUsec: this.watchdog?.usec,
       })
       this.successor = child
       pid = await awaitSuccessor(child, this.bootTimeoutMs + UPGRADE_MARGIN_MS)

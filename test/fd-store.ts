@@ -112,6 +112,24 @@ t.test("a socket unit's sockets are systemd's already: not stored again, even wi
   t.equal(await sa.exited, 0)
 })
 
+t.test("no --bind: a socket unit's sockets are served; a stored socket does not stand in for a bind", async (t) => {
+  const rx = await startReceiver(t)
+  const [unit, stale] = [await freePort(), await freePort()]
+  const versionFile = join(shortTmp(t), 'version')
+  writeFileSync(versionFile, 'v1')
+  const name = `sdserve-127.0.0.1%3A${stale}`
+  const sa = await socketActivate(t, [`127.0.0.1:${unit}`, `127.0.0.1:${stale}`], ['app.socket', name], [process.execPath, cli, '-w', '1', app], {
+    NOTIFY_SOCKET: rx.address,
+    FDSTORE: '4',
+    APP_VERSION_FILE: versionFile,
+  })
+  t.match((await get({ port: unit })).body, /^v1 /)
+  await waitFor(() => rx.payloads().includes(`FDSTOREREMOVE=1\nFDNAME=${name}`), 'the stored one removed from the store')
+  await t.rejects(get({ port: stale }), { code: 'ECONNREFUSED' })
+  sa.kill('SIGTERM')
+  t.equal(await sa.exited, 0)
+})
+
 t.test('no --bind and only stored sockets: the default bind, as when they were stored', async (t) => {
   const port = 8000 // DEFAULT_BIND
   const versionFile = join(shortTmp(t), 'version')
