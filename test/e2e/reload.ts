@@ -2,9 +2,8 @@
 // request fails, MainPID stays. On systemd >= 253 (Type=notify-reload) the
 // reload returns only once the new generation serves; on 252 (Type=notify,
 // ExecReload=kill -s HUP) it returns at once and STATUS= tells when it is done.
-import { Agent } from 'node:http'
 import t from 'tap'
-import { load } from '../helpers/proc.js'
+import { describeLoad, startMixedLoad } from '../helpers/proc.js'
 import { appSocket, container, getApp, installApp, must, prop, readFrom, run, until, untilState, writeInto } from './helpers/container.js'
 
 const c = container()
@@ -21,22 +20,7 @@ const deploy = (source: string): void => writeInto(c, '/srv/app/app.mjs', source
 const greeting = (version: number): string => original.replace("const GREETING = 'hello'", `const GREETING = 'hello v${version}'`)
 
 /** Client load over the UNIX socket until stop() resolves: 4 clients closing each connection, 4 keeping theirs alive. */
-function startLoad(): { stop: () => Promise<{ ok: number; failed: number; errors: string[] }> } {
-  let done = false
-  const agent = new Agent({ keepAlive: true, maxSockets: 4 })
-  const runs = Promise.all([
-    load({ socketPath: appSocket(c), concurrency: 4, maxRequests: 50_000, until: () => done }),
-    load({ socketPath: appSocket(c), agent, concurrency: 4, maxRequests: 50_000, until: () => done }),
-  ])
-  return {
-    stop: async () => {
-      done = true
-      const [close, keepAlive] = await runs
-      agent.destroy()
-      return { ok: close.ok + keepAlive.ok, failed: close.failed + keepAlive.failed, errors: [...close.errors, ...keepAlive.errors].slice(0, 10) }
-    },
-  }
-}
+const startLoad = (): ReturnType<typeof startMixedLoad> => startMixedLoad({ socketPath: appSocket(c) }, { close: 4, keepAlive: 4 })
 
 const generationOf = (status: string): number => Number(/\(generation (\d+)/.exec(status)?.[1])
 
@@ -65,7 +49,7 @@ t.test(`three reloads under load (${notifyReload ? 'Type=notify-reload' : 'Type=
     t.match(answer, new RegExp(`^hello v${version} from worker \\d+`))
   }
   const result = await traffic.stop()
-  t.equal(result.failed, 0, `no request failed during the reloads (${result.ok} answered)${result.errors.length > 0 ? `: ${result.errors.join('; ')}` : ''}`)
+  t.equal(result.failed, 0, `no request failed during the reloads (${describeLoad(result)})`)
   t.ok(result.ok > 0, 'the load ran')
   t.equal(await prop(c, 'app.service', 'MainPID'), mainPid, 'the master stayed: a reload replaces workers only')
   t.equal(await prop(c, 'app.service', 'NRestarts'), '0')
@@ -85,7 +69,7 @@ t.test('a reload whose app fails to load keeps the old workers serving and says 
   t.match(status, /^2 of 2 workers serving \(generation 4\), \d+ requests served; last reload failed: /)
   t.match((await getApp(c)).body, /^hello v4 from worker/, 'the last good version serves')
   const result = await traffic.stop()
-  t.equal(result.failed, 0, `no request failed (${result.ok} answered)${result.errors.length > 0 ? `: ${result.errors.join('; ')}` : ''}`)
+  t.equal(result.failed, 0, `no request failed (${describeLoad(result)})`)
   t.equal(await prop(c, 'app.service', 'ActiveState'), 'active')
 
   deploy(greeting(5))

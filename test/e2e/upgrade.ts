@@ -2,8 +2,7 @@
 // bounded client load. A new master takes over (MAINPID=), no request fails,
 // the unit stays active, the watchdog and reloads follow the new master.
 import t from 'tap'
-import { Agent } from 'node:http'
-import { load } from '../helpers/proc.js'
+import { describeLoad, startMixedLoad } from '../helpers/proc.js'
 import { readFileSync } from 'node:fs'
 import { appSocket, container, example, getApp, installApp, journal, must, parentPid, prop, until, untilState, workerPid } from './helpers/container.js'
 
@@ -20,12 +19,7 @@ await untilState(c, 'app.service', 'active')
 
 t.test('systemctl kill -s USR2 app under load: the new master is MainPID, no request fails', async (t) => {
   const oldMain = await prop(c, 'app.service', 'MainPID')
-  let done = false
-  const agent = new Agent({ keepAlive: true, maxSockets: 4 })
-  const traffic = Promise.all([
-    load({ socketPath: appSocket(c), concurrency: 4, maxRequests: 50_000, until: () => done }),
-    load({ socketPath: appSocket(c), agent, concurrency: 4, maxRequests: 50_000, until: () => done }),
-  ])
+  const traffic = startMixedLoad({ socketPath: appSocket(c) }, { close: 4, keepAlive: 4 })
   await until('some traffic', async () => ((await getApp(c)).status === 200 ? true : undefined))
   // Every process of the unit gets USR2: workers ignore it, the master upgrades (after the
   // signal has reached them all, so that the new master does not get it too).
@@ -35,12 +29,8 @@ t.test('systemctl kill -s USR2 app under load: the new master is MainPID, no req
     return pid !== oldMain && pid !== '0' ? pid : undefined
   })
   await until('the old master to exit', async () => ((await must(c, ['ps', '-o', 'pid=', '-p', oldMain]).catch(() => '')).trim() === '' ? true : undefined))
-  done = true
-  const results = await traffic
-  agent.destroy()
-  const ok = results.reduce((n, r) => n + r.ok, 0)
-  const failed = results.reduce((n, r) => n + r.failed, 0)
-  t.equal(failed, 0, `no request failed across the upgrade (${ok} answered)${failed > 0 ? `: ${results.flatMap((r) => r.errors).slice(0, 5).join('; ')}` : ''}`)
+  const result = await traffic.stop()
+  t.equal(result.failed, 0, `no request failed across the upgrade (${describeLoad(result)})`)
   t.equal(await prop(c, 'app.service', 'ActiveState'), 'active', 'the unit stayed active')
   t.equal(await prop(c, 'app.service', 'NRestarts'), '0', 'systemd restarted nothing')
   t.match(await must(c, ['cat', `/proc/${newMain}/cmdline`]), /sdserve/, 'MainPID is the new sdserve master')

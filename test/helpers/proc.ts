@@ -1,6 +1,6 @@
 /** Helpers for process-level tests: every child is killed at teardown, every wait is bounded. */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { request, type Agent } from 'node:http'
+import { Agent, request } from 'node:http'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -226,6 +226,48 @@ export async function load(
   }
   await Promise.all(Array.from({ length: options.concurrency ?? 8 }, loop))
   return result
+}
+
+/**
+ * Load from two kinds of clients until stop(): `close` loops that open a new
+ * connection per request and `keepAlive` loops that reuse theirs. stop()
+ * resolves with the results of both as one.
+ */
+export function startMixedLoad(
+  target: Pick<GetOptions, 'port' | 'host' | 'socketPath' | 'path' | 'timeoutMs'>,
+  clients: { close: number; keepAlive: number },
+  maxRequests = 50_000,
+): { stop: () => Promise<LoadResult> } {
+  let done = false
+  const agent = new Agent({ keepAlive: true, maxSockets: Math.max(1, clients.keepAlive) })
+  const until = (): boolean => done
+  const runs = Promise.all([
+    clients.close > 0 ? load({ ...target, concurrency: clients.close, maxRequests, until }) : undefined,
+    clients.keepAlive > 0 ? load({ ...target, agent, concurrency: clients.keepAlive, maxRequests, until }) : undefined,
+  ])
+  return {
+    stop: async () => {
+      done = true
+      const results = (await runs).filter((r) => r !== undefined)
+      agent.destroy()
+      return combineLoads(results)
+    },
+  }
+}
+
+/** Several loads' results as one. */
+export function combineLoads(results: LoadResult[]): LoadResult {
+  return {
+    ok: results.reduce((n, r) => n + r.ok, 0),
+    failed: results.reduce((n, r) => n + r.failed, 0),
+    errors: results.flatMap((r) => r.errors),
+    bodies: results.flatMap((r) => r.bodies),
+  }
+}
+
+/** A load's outcome for a test message: how many were answered, and the first errors. */
+export function describeLoad(r: LoadResult): string {
+  return `${r.ok} answered${r.errors.length > 0 ? `: ${r.errors.slice(0, 5).join('; ')}` : ''}`
 }
 
 /** Resolve after ms. */

@@ -39,15 +39,18 @@ export interface Result {
   stderr: string
 }
 
-/** Run argv inside the container; never rejects on a non-zero exit (check .code). */
-export function run(c: Container, argv: string[], timeoutMs = 60_000): Promise<Result> {
+/** Run a program; never rejects on a non-zero exit (check .code). */
+function execute(file: string, args: string[], timeoutMs: number): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(c.exec, argv, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(file, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1
       resolve({ code, stdout, stderr: err !== null && err.killed ? `${stderr}(killed after ${timeoutMs} ms)` : stderr })
     })
   })
 }
+
+/** Run argv inside the container; never rejects on a non-zero exit (check .code). */
+export const run = (c: Container, argv: string[], timeoutMs = 60_000): Promise<Result> => execute(c.exec, argv, timeoutMs)
 
 /** Run argv inside the container; rejects with its output when it fails. */
 export async function must(c: Container, argv: string[], timeoutMs?: number): Promise<string> {
@@ -57,13 +60,8 @@ export async function must(c: Container, argv: string[], timeoutMs?: number): Pr
 }
 
 /** Run argv on the host inside the container's network namespace (its loopback). */
-export function inNetns(c: Container, argv: string[], timeoutMs = 30_000): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile('nsenter', ['-t', c.pid1, '-n', '--', ...argv], { timeout: timeoutMs }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr })
-    })
-  })
-}
+export const inNetns = (c: Container, argv: string[], timeoutMs = 30_000): Promise<Result> =>
+  execute('nsenter', ['-t', c.pid1, '-n', '--', ...argv], timeoutMs)
 
 /** `systemctl show -P PROPERTY UNIT`. */
 export async function prop(c: Container, unit: string, property: string): Promise<string> {
