@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { inheritedSockets, type InheritedSocket } from './activation.js'
 import { parseAppSpec } from './app.js'
 import type { Config, ConfigSources } from './config.js'
+import type { HeldSignals } from './early-signals.js'
 import { AppLoadError, ExitCode, WorkerBootError } from './errors.js'
 import { canChangeIdentity, resolveOwner, workerIdentity } from './identity.js'
 import { fdStoreMax, isStoredName, storedName } from './fd-store.js'
@@ -117,6 +118,8 @@ export class Master extends EventEmitter<MasterEvents> {
   private reloading: Promise<boolean> | undefined
   private reloadAgain = false
   private stopping: Promise<number> | undefined
+  /** The sockets being opened by start(): a stop waits for them, to close them. */
+  private opening: Promise<void> | undefined
   /** Set when a stop (or a failed start) begins: nothing is respawned or reloaded after it. */
   private halting = false
   private stopCode: number = ExitCode.OK
@@ -174,8 +177,11 @@ export class Master extends EventEmitter<MasterEvents> {
 
   /**
    * Open the sockets, start the first generation and report READY=1 once
-   * every worker listens. Resolves when serving; rejects (and cleans up) when
-   * startup fails: AppLoadError (exit 4), WorkerBootError (exit 3), others.
+   * every worker listens. Resolves when serving, or when a stop that came
+   * during the start has finished ('stopped' has then been emitted: a
+   * `systemctl stop` while the service starts is a clean stop, not a failed
+   * start). Rejects (and cleans up) when startup fails: AppLoadError (exit
+   * 4), WorkerBootError (exit 3), others.
    */
   async start(): Promise<void> {
     const config = this.config
@@ -192,35 +198,25 @@ export class Master extends EventEmitter<MasterEvents> {
       writePidFile(config.pid)
       this.pidFile = config.pid
     }
+    // From here on a stop signal is ours (everything above is synchronous, so none came in between):
+    // a stop during the start waits for the sockets, stops the booting workers and ends start().
+    this.installSignals()
     try {
-      const inherited = inheritedSockets()
-      const slots = inherited.filter((s) => SLOT_NAME.test(s.name))
-      const sockets = inherited.filter((s) => !SLOT_NAME.test(s.name))
-      this.sockets = await openListeners(config.bind, sockets, {
-        backlog: config.backlog,
-        reusePort: config.balance === 'reuse-port',
-        unixSocketMode: config.unixSocketMode,
-        unixSocketOwner: config.unixSocketOwner === undefined ? undefined : resolveOwner(config.unixSocketOwner),
-        warn: (m) => this.log.warn(m),
-        owned: origin?.owned,
-        stored: (s) => isStoredName(s.name),
-      })
-      this.dropUnusedStored(sockets)
-      this.storeSockets(sockets)
-      this.adoptSlots(slots)
-      if (config.balance === 'reuse-port' && !this.sockets.some((l) => l.reusePort === true))
-        this.log.warn('balance reuse-port applies to TCP binds sdserve creates; every socket here is shared')
-      this.installSignals()
+      this.opening = this.openSockets(origin?.owned)
+      await this.opening
+      this.stopCheck()
       this.log.info(`sdserve ${version()} master ${process.pid}: listening on ${this.sockets.map((l) => l.text).join(', ')}`)
       this.extendTimeout(this.bootTimeoutMs)
       this.status(`starting ${config.workers} workers`)
       const generation = await this.startGeneration(config.workers)
+      this.stopCheck()
       this.serving = generation
       this.monitor = setInterval(() => this.check(), Math.min(1000, this.heartbeatMs))
       this.monitor.unref()
       if (origin !== undefined) {
         this.log.info(`binary upgrade: serving; telling the old master (pid ${origin.from})`)
         await reportServing()
+        this.stopCheck()
         this.quiet = false
       }
       this.watchdog = startWatchdog({
@@ -232,11 +228,44 @@ export class Master extends EventEmitter<MasterEvents> {
       this.ready()
       this.emit('ready', { generation, workers: config.workers })
     } catch (err) {
+      // A stop during the start (a worker told to stop while it booted fails its generation's
+      // boot, too): the stop finishes the job, and start() ends without an error.
+      if (this.stopping !== undefined) {
+        await this.stopping
+        return
+      }
       this.log.error(`startup failed: ${(err as Error).message}`)
       await this.shutdown(false)
       this.sendFailure(err as Error)
       throw err
     }
+  }
+
+  /** Between the steps of a start or reload: once a stop has begun, go no further (the stop cleans up). */
+  private stopCheck(): void {
+    if (this.halting) throw new Error('stopping')
+  }
+
+  /** Open (or adopt) every listening socket; the fd store and an old master's slot sockets are sorted out here. */
+  private async openSockets(owned: Set<number> | undefined): Promise<void> {
+    const config = this.config
+    const inherited = inheritedSockets()
+    const slots = inherited.filter((s) => SLOT_NAME.test(s.name))
+    const sockets = inherited.filter((s) => !SLOT_NAME.test(s.name))
+    this.sockets = await openListeners(config.bind, sockets, {
+      backlog: config.backlog,
+      reusePort: config.balance === 'reuse-port',
+      unixSocketMode: config.unixSocketMode,
+      unixSocketOwner: config.unixSocketOwner === undefined ? undefined : resolveOwner(config.unixSocketOwner),
+      warn: (m) => this.log.warn(m),
+      owned,
+      stored: (s) => isStoredName(s.name),
+    })
+    this.dropUnusedStored(sockets)
+    this.storeSockets(sockets)
+    this.adoptSlots(slots)
+    if (config.balance === 'reuse-port' && !this.sockets.some((l) => l.reusePort === true))
+      this.log.warn('balance reuse-port applies to TCP binds sdserve creates; every socket here is shared')
   }
 
   private installSignals(): void {
@@ -551,7 +580,8 @@ export class Master extends EventEmitter<MasterEvents> {
   private onMessage(record: WorkerRecord, message: WorkerMessage): void {
     dispatch(message, {
       listening: (m) => {
-        record.state = 'ready'
+        // A worker told to stop while it booted stays stopping: its exit is expected.
+        if (record.state === 'booting') record.state = 'ready'
         record.readyAt = record.lastBeat = Date.now()
         this.log.info(`worker ${record.id} (pid ${record.pid}, generation ${record.generation}) serving ${m.description}`)
         record.resolveBoot()
@@ -579,7 +609,8 @@ export class Master extends EventEmitter<MasterEvents> {
     const how = signal !== null ? `signal ${signal}` : `code ${code}`
     const why = record.killReason !== undefined ? ` (${record.killReason})` : ''
     const expected = record.state === 'stopping'
-    if (record.state === 'booting')
+    // Also when it was told to stop while booting: whoever waits for its boot must not wait forever.
+    if (record.readyAt === 0)
       record.rejectBoot(new WorkerBootError(`worker ${record.id} (pid ${record.pid}) exited with ${how} before it listened`))
     if (expected) this.log.info(`worker ${record.id} (pid ${record.pid}) exited with ${how}${why}`)
     else this.log.error(`worker ${record.id} (pid ${record.pid}, generation ${record.generation}) exited with ${how}${why}`)
@@ -780,8 +811,11 @@ export class Master extends EventEmitter<MasterEvents> {
         this.config = { ...next, bind: previous.bind, balance: previous.balance }
         this.identity = workerIdentity(this.config)
       }
+      this.stopCheck()
       this.extendTimeout(this.bootTimeoutMs)
       const generation = await this.startGeneration(this.config.workers)
+      // A stop while the new generation booted: the stop drains every worker, and systemd hears STOPPING=1, not READY=1.
+      this.stopCheck()
       const old = [...this.workers.values()].filter((r) => r.generation !== generation)
       this.serving = generation
       for (const r of old) this.stopWorker(r, true, true)
@@ -792,6 +826,10 @@ export class Master extends EventEmitter<MasterEvents> {
       return true
     } catch (err) {
       this.config = previous
+      if (this.halting) {
+        this.log.info('reload abandoned: stopping')
+        return false
+      }
       const reason = oneLine((err as Error).message)
       this.log.error(`reload failed, generation ${this.serving} keeps serving: ${reason}`)
       this.statusNote = `; last reload failed: ${reason}`
@@ -811,10 +849,14 @@ export class Master extends EventEmitter<MasterEvents> {
    * (INT, QUIT) tells them to exit now. Resolves with the exit code.
    */
   stop(graceful = true): Promise<number> {
-    this.stopping ??= this.shutdown(graceful).then(() => {
+    this.stopping ??= (async () => {
+      this.halting = true // seen by start() at its next step: no generation is started after this
+      // Sockets still being opened are closed once they are open.
+      await this.opening?.catch(() => undefined)
+      await this.shutdown(graceful)
       this.emit('stopped', { code: this.stopCode })
       return this.stopCode
-    })
+    })()
     return this.stopping
   }
 
@@ -836,6 +878,8 @@ export class Master extends EventEmitter<MasterEvents> {
     // After a binary upgrade the new master's workers take the clients over, as in a reload.
     for (const r of records) this.stopWorker(r, graceful, graceful && this.quiet)
     await Promise.all(records.map((r) => r.exited))
+    // A reload still reading the config file gives up once it has read it: "stopped" is the last word.
+    await this.reloading
     closeListeners(this.sockets, { unlink: !this.quiet })
     for (const slot of this.slotSockets.values()) for (const fd of slot.values()) closeSync(fd)
     this.slotSockets.clear()
@@ -919,14 +963,21 @@ export function loggerFor(config: Pick<Config, 'errorLogfile' | 'logLevel' | 'lo
  * with the process exit code: 0 after a stop, 3 when a worker cannot boot,
  * 4 when the app cannot load.
  */
-export async function runMaster(config: Config, sources: ConfigSources): Promise<number> {
+export async function runMaster(config: Config, sources: ConfigSources, held?: HeldSignals): Promise<number> {
   const { loadConfig } = await import('./config.js')
-  const master = new Master(config, {
-    reloadConfig: async () => (await loadConfig(sources)).config,
-    logger: loggerFor(config),
-  })
+  const logger = loggerFor(config)
+  if (held?.stop !== undefined) {
+    logger.info(`${held.stop} before the start: nothing started, stopped`)
+    return ExitCode.OK
+  }
+  const master = new Master(config, { reloadConfig: async () => (await loadConfig(sources)).config, logger })
+  // Listened for before start(): a stop during the start ends it with 'stopped' already emitted.
+  const stopped = new Promise<number>((resolve) => master.once('stopped', ({ code }) => resolve(code)))
   try {
-    await master.start()
+    // start() installs the master's signal handlers before its first await: the held ones go then.
+    const starting = master.start()
+    held?.release()
+    await starting
   } catch (err) {
     if (err instanceof AppLoadError) {
       master.log.error(`failed to load the app ${config.app}: ${err.message}`)
@@ -940,5 +991,5 @@ export async function runMaster(config: Config, sources: ConfigSources): Promise
     if (typeof (err as { syscall?: unknown }).syscall === 'string') return ExitCode.FAILURE
     throw err
   }
-  return new Promise<number>((resolve) => master.once('stopped', ({ code }) => resolve(code)))
+  return stopped
 }
