@@ -9,7 +9,7 @@
  */
 import { fstatSync } from 'node:fs'
 import { ConfigError } from './errors.js'
-import type { LogFile } from './log-file.js'
+import { LogFile } from './log-file.js'
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical'
 export type LogFormat = 'text' | 'json'
@@ -154,4 +154,13 @@ export class Logger {
   async close(): Promise<void> {
     await this.file?.close()
   }
+}
+
+/**
+ * The error log that --error-logfile ('-': stderr), --log-level and
+ * --log-format describe; the master and every worker open their own.
+ */
+export function openErrorLog(settings: { file: string; level: LogLevel; format: LogFormat }): Logger {
+  const file = settings.file === '-' ? undefined : LogFile.open(settings.file, 'stderr')
+  return new Logger({ level: settings.level, format: settings.format, ...(file === undefined ? {} : { file }) })
 }

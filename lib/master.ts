@@ -26,8 +26,7 @@ import { AppLoadError, ExitCode, WorkerBootError } from './errors.js'
 import { canChangeIdentity, resolveOwner, workerIdentity } from './identity.js'
 import { fdStoreMax, isStoredName, storedName } from './fd-store.js'
 import { closeListeners, openListeners, openReusePortSocket, type Listener } from './listeners.js'
-import { LogFile } from './log-file.js'
-import { Logger } from './logger.js'
+import { Logger, openErrorLog } from './logger.js'
 import { Notifier, oneLine } from './notify.js'
 import { removePidFile, renamePidFile, writePidFile } from './pidfile.js'
 import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage } from './protocol.js'
@@ -565,6 +564,7 @@ export class Master extends EventEmitter<MasterEvents> {
         connections: config.workerConnections,
       },
       accessLog: config.accessLogfile === undefined ? undefined : { file: config.accessLogfile, format: config.accessLogformat },
+      errorLog: { file: config.errorLogfile, level: this.log.level, format: config.logFormat },
       proxy: {
         forwardedAllowIps: config.forwardedAllowIps,
         strip: config.untrustedForwarded === 'strip',
@@ -954,8 +954,7 @@ export class Master extends EventEmitter<MasterEvents> {
 
 /** The error log of a configuration: --error-logfile, --log-level, --log-format. */
 export function loggerFor(config: Pick<Config, 'errorLogfile' | 'logLevel' | 'logFormat'>): Logger {
-  const file = config.errorLogfile === '-' ? undefined : LogFile.open(config.errorLogfile, 'stderr')
-  return new Logger({ level: config.logLevel, format: config.logFormat, ...(file === undefined ? {} : { file }) })
+  return openErrorLog({ file: config.errorLogfile, level: config.logLevel, format: config.logFormat })
 }
 
 /**

@@ -4,6 +4,8 @@
  * cmd values starting with NODE_).
  */
 
+import type { LogFormat, LogLevel } from './logger.js'
+
 export const CMD = 'SDSERVE'
 
 /** Where a worker finds each listening socket: fd = LISTENER_FD_START + index. */
@@ -33,6 +35,13 @@ export interface RequestLimits {
   fields: number
   fieldSize: number
   connections: number
+}
+
+/** --error-logfile ('-': stderr), --log-level, --log-format. */
+export interface ErrorLogSettings {
+  file: string
+  level: LogLevel
+  format: LogFormat
 }
 
 export interface InflightRequest {
@@ -67,6 +76,8 @@ export type MasterMessage =
       proxy: ProxySettings
       /** The access log: a file path or '-' (stdout), and gunicorn's format; undefined: none. */
       accessLog: { file: string; format: string } | undefined
+      /** The error log, as the master's: the worker's own lines (refused clients, log reopen failures) follow it. */
+      errorLog: ErrorLogSettings
     }
   | {
       cmd: typeof CMD

@@ -11,6 +11,7 @@ import { appErrorStack, loadApp, type AppTarget } from './app.js'
 import { AccessLog } from './http/access-log.js'
 import { AllowList, clientAddress, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
 import { LogFile } from './log-file.js'
+import { Logger, openErrorLog } from './logger.js'
 import { readProxyHeader } from './http/proxy-protocol.js'
 import {
   CMD,
@@ -108,12 +109,12 @@ export function refusal(req: IncomingMessage, limits: RequestLimits): 414 | 431 
  * an allowed peer only) and hands the connection to the HTTP server, with the
  * header's source standing in for the peer address.
  */
-function proxyFront(http: Server, settings: ProxySettings, headerTimeoutMs: number): NetServer {
+function proxyFront(http: Server, settings: ProxySettings, headerTimeoutMs: number, log: Logger): NetServer {
   const allowed = AllowList.parse(settings.proxyAllowIps, 'proxy-allow-ips')
   return createNetServer((socket: Socket) => {
     const peer = socketPeer(socket)
     if (peer === undefined || !allowed.allows(peer)) {
-      console.error(`sdserve worker ${process.env.SDSERVE_WORKER_ID}: PROXY protocol header refused from ${describePeer(peer)}: not in --proxy-allow-ips`)
+      log.warn(`worker ${process.env.SDSERVE_WORKER_ID}: PROXY protocol header refused from ${describePeer(peer)}: not in --proxy-allow-ips`)
       socket.destroy()
       return
     }
@@ -126,7 +127,7 @@ function proxyFront(http: Server, settings: ProxySettings, headerTimeoutMs: numb
       },
       (err: unknown) => {
         // readProxyHeader has destroyed the connection: it costs only itself.
-        console.error(`sdserve worker ${process.env.SDSERVE_WORKER_ID}: closed a connection from ${describePeer(peer)}: ${(err as Error).message}`)
+        log.warn(`worker ${process.env.SDSERVE_WORKER_ID}: closed a connection from ${describePeer(peer)}: ${(err as Error).message}`)
       },
     )
   })
@@ -150,6 +151,8 @@ function listenFd(server: NetServer, fd: number, backlog: number): Promise<void>
 }
 
 export class Worker {
+  /** The error log: stderr until the boot message says what the master's is. */
+  log = new Logger()
   /** The HTTP servers, one per listening socket. */
   private servers: Server[] = []
   /** What listens on the sockets: the HTTP servers, or PROXY protocol front servers. */
@@ -173,6 +176,15 @@ export class Worker {
   private lastStart = 0
 
   async boot(message: BootMessage): Promise<void> {
+    try {
+      this.log = openErrorLog(message.errorLog)
+      /* c8 ignore start -- a worker run as --user, which cannot record coverage (tested in test/worker.ts) */
+    } catch (err) {
+      // A worker run as --user may not be allowed to open the master's log file: stderr is still the journal's.
+      this.log = new Logger({ level: message.errorLog.level, format: message.errorLog.format })
+      this.log.warn(`worker ${process.env.SDSERVE_WORKER_ID}: cannot open the error log, writing to stderr: ${(err as Error).message}`)
+    }
+    /* c8 ignore stop */
     let target: AppTarget
     try {
       target = await loadApp(message.app, message.cwd)
@@ -197,7 +209,7 @@ export class Worker {
     for (const [i, server] of this.servers.entries()) {
       if (message.keepAliveMs > 0) server.keepAliveTimeout = message.keepAliveMs
       server.on('connection', this.onConnection)
-      const front = message.proxy.protocol ? proxyFront(server, message.proxy, headerTimeoutMs) : server
+      const front = message.proxy.protocol ? proxyFront(server, message.proxy, headerTimeoutMs, this.log) : server
       this.listening.push(front)
       await listenFd(front, LISTENER_FD_START + i, message.backlog)
     }
@@ -240,10 +252,13 @@ export class Worker {
     send({ cmd: CMD, act: 'heartbeat', requests: this.requests, inflight })
   }
 
-  /** USR1 (logrotate): reopen the access log; a failure is reported, never fatal. */
+  /** USR1 (logrotate): reopen the access and error logs; a failure is reported, never fatal. */
   reopenLogs(): void {
     this.accessFile?.reopen().catch((err: unknown) => {
-      console.error(`sdserve worker ${process.env.SDSERVE_WORKER_ID}: cannot reopen the access log: ${(err as Error).message}`)
+      this.log.error(`worker ${process.env.SDSERVE_WORKER_ID}: cannot reopen the access log: ${(err as Error).message}`)
+    })
+    void this.log.file?.reopen().catch((err: unknown) => {
+      this.log.error(`worker ${process.env.SDSERVE_WORKER_ID}: cannot reopen the error log: ${(err as Error).message}`)
     })
   }
 
@@ -311,8 +326,8 @@ export class Worker {
 
 /* c8 ignore start -- listen({ fd }) on a socket the master checked fails only when out of resources */
 /** The app loaded but a socket could not be served: the master reports a boot failure (exit 3). */
-function cannotListen(err: unknown): never {
-  console.error(`sdserve worker ${process.env.SDSERVE_WORKER_ID ?? '?'}: cannot listen: ${(err as Error).message}`)
+function cannotListen(log: Logger, err: unknown): never {
+  log.error(`worker ${process.env.SDSERVE_WORKER_ID ?? '?'}: cannot listen: ${(err as Error).message}`)
   process.exit(3)
 }
 /* c8 ignore stop */
@@ -334,7 +349,7 @@ export function runWorker(): void {
     dispatch(message as MasterMessage, {
       boot: (m) => {
         stopTimeoutMs = m.gracefulTimeoutMs
-        worker.boot(m).catch(cannotListen)
+        worker.boot(m).catch((err: unknown) => cannotListen(worker.log, err))
       },
       stop: (m) => worker.stop(m.graceful, m.timeoutMs, m.handoverMs),
       'reopen-logs': () => worker.reopenLogs(),

@@ -297,33 +297,60 @@ t.test('USR1 with a rotated access log loses no line', async (t) => {
   t.ok(count(`${logFile}.1`) > 0 && count(logFile) > 0, 'lines on both sides of the rotation')
 })
 
-t.test('--error-logfile and --log-format json', async (t) => {
+t.test("--error-logfile and --log-format json, the workers' lines too", async (t) => {
   const dir = shortTmp(t)
   const errorLog = join(dir, 'error.log')
   const port = await freePort()
+  // A PROXY header from a peer not in --proxy-allow-ips: the worker logs the refusal.
   const child = spawnTracked(t, process.execPath, [
-    cli, '-w', '1', '-b', `127.0.0.1:${port}`, '--error-logfile', errorLog, '--log-format', 'json', '--log-level', 'debug', app,
+    cli, '-w', '1', '-b', `127.0.0.1:${port}`, '--error-logfile', errorLog, '--log-format', 'json', '--log-level', 'debug',
+    '--proxy-protocol', '--proxy-allow-ips', '192.0.2.1', app,
   ])
   await waitFor(() => existsSync(errorLog) && readFileSync(errorLog, 'utf8').includes('serving'), 'the serving line in the error log')
-  t.equal((await get({ port })).status, 200)
+  t.equal(await raw(port, ['PROXY TCP4 198.51.100.4 192.0.2.9 40000 80\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n']), '', 'refused: closed')
+  await waitFor(() => readFileSync(errorLog, 'utf8').includes('PROXY protocol header refused'), 'the refusal in the error log')
   child.kill('SIGTERM')
   t.equal(await child.exited, 0)
   const lines = readFileSync(errorLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { level: string; message: string; pid: number })
   t.ok(lines.some((l) => l.level === 'debug' && /spawned/.test(l.message)), 'debug lines at --log-level debug')
   t.ok(lines.some((l) => l.level === 'info' && /^stopped$/.test(l.message)), 'the last words are in the file')
-  t.ok(lines.every((l) => l.pid === child.pid))
-  t.notMatch(child.output(), /serving/, 'nothing of it on stderr')
+  const refusal = lines.find((l) => /PROXY protocol header refused from 127\.0\.0\.1/.test(l.message))
+  t.equal(refusal?.level, 'warning', "the worker's line is a JSON object with its level")
+  const workerPid = Number(/worker 1 \(pid (\d+)/.exec(lines.map((l) => l.message).join('\n'))?.[1])
+  t.equal(refusal?.pid, workerPid, "with the worker's pid")
+  t.ok(lines.every((l) => l.pid === child.pid || l.pid === workerPid), 'every line is from the master or its worker')
+  t.notMatch(child.output(), /serving|refused/, 'nothing of it on stderr')
 })
 
-t.test('an access log that cannot be reopened is reported; the worker keeps serving', async (t) => {
+t.test('access and error logs that cannot be reopened are reported; the worker keeps serving', async (t) => {
   const dir = shortTmp(t)
   mkdirSync(join(dir, 'logs'))
-  const { child, port } = await start(t, ['--access-logfile', join(dir, 'logs/access.log')])
-  t.equal((await get({ port })).status, 200)
+  const port = await freePort()
+  const child = spawnTracked(t, process.execPath, [
+    cli, '-w', '1', '-b', `127.0.0.1:${port}`, '--access-logfile', join(dir, 'logs/access.log'), '--error-logfile', join(dir, 'logs/error.log'), app,
+  ])
+  t.equal((await getWhenUp({ port })).status, 200)
   renameSync(join(dir, 'logs'), join(dir, 'gone'))
   child.kill('SIGUSR1')
-  await waitForOutput(child, /cannot reopen the access log: .*ENOENT/)
+  // The error log is still the old file (now in gone/): the worker's lines go there, as the master's.
+  await waitFor(() => /cannot reopen the access log: .*ENOENT/.test(readFileSync(join(dir, 'gone/error.log'), 'utf8')), "the worker's access log line")
+  await waitFor(() => /worker 1: cannot reopen the error log: .*ENOENT/.test(readFileSync(join(dir, 'gone/error.log'), 'utf8')), "the worker's error log line")
   t.equal((await get({ port })).status, 200)
   child.kill('SIGTERM')
   t.equal(await child.exited, 0)
+})
+
+t.test('a worker run as --user that may not open the error log writes to stderr (as root)', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
+  const dir = shortTmp(t)
+  chmodSync(dir, 0o700) // the master (root) may write here, the worker (nobody) may not
+  const errorLog = join(dir, 'error.log')
+  const port = await freePort()
+  // Without tap's coverage hooks in the environment: they cannot write their files as nobody.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NODE_') && !k.startsWith('_TAPJS')))
+  const child = spawnTracked(t, process.execPath, [cli, '-w', '1', '-b', `127.0.0.1:${port}`, '--user', 'nobody', '--error-logfile', errorLog, app], { env })
+  t.equal((await getWhenUp({ port })).status, 200, 'the worker serves')
+  await waitForOutput(child, /\[WARNING\] worker 1: cannot open the error log, writing to stderr: .*EACCES/)
+  child.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+  t.match(readFileSync(errorLog, 'utf8'), /\[INFO\] stopped\n$/, "the master's lines are in the file")
 })
