@@ -101,8 +101,15 @@ function exitCodeOf(err: SdserveError): number {
  * before anything is started.
  */
 export async function main(argv: string[], env: NodeJS.ProcessEnv, io: CliIo = processIo, runMaster?: RunMaster): Promise<number> {
-  const sources: ConfigSources = { argv, env, cwd: process.cwd() }
   const held = holdSignals()
+  const code = await run(argv, env, io, held, runMaster)
+  held.release()
+  return code
+}
+
+/** main() with the signals held: every error becomes an exit code. */
+async function run(argv: string[], env: NodeJS.ProcessEnv, io: CliIo, held: HeldSignals, runMaster: RunMaster | undefined): Promise<number> {
+  const sources: ConfigSources = { argv, env, cwd: process.cwd() }
   try {
     const { action, config } = await loadConfig(sources)
     switch (action) {
@@ -121,8 +128,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: CliIo = p
         io.stdout(formatConfig(config))
         return ExitCode.OK
       case 'serve': {
-        const run = runMaster ?? (await import('./master.js')).runMaster
-        return await run(config, sources, held)
+        const serve = runMaster ?? (await import('./master.js')).runMaster
+        return await serve(config, sources, held)
       }
     }
   } catch (err) {
@@ -135,8 +142,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: CliIo = p
     }
     io.stderr(`sdserve: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
     return ExitCode.FAILURE
-  } finally {
-    held.release()
   }
 }
 
