@@ -2,6 +2,7 @@
  * The only importer of the C addon. Validates arguments, turns -errno results
  * into node-style system errors, and gives socket descriptions a typed shape.
  */
+import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { isIP } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -47,8 +48,9 @@ export const packageRoot = fileURLToPath(new URL('../..', import.meta.url))
 let addon: Addon | undefined
 
 /**
- * Load the addon once (prebuilt binary from prebuilds/ when present, the local
- * node-gyp build otherwise). Throws NativeLoadError with the fix when it cannot.
+ * Load the addon once (the local node-gyp build in build/Release when there is
+ * one, else the prebuilt binary in prebuilds/ for this platform). Throws
+ * NativeLoadError naming what was looked for and how to get it.
  */
 export function loadAddon(): Addon {
   if (addon !== undefined) return addon
@@ -57,10 +59,15 @@ export function loadAddon(): Addon {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => Addon
     addon = nodeGypBuild(packageRoot)
   } catch (cause) {
+    // node-gyp-build tells musl from glibc this way; LIBC overrides it.
+    /* c8 ignore next -- musl is found on Alpine only */
+    const libc = process.env.LIBC ?? (existsSync('/etc/alpine-release') ? 'musl' : 'glibc')
+    const reason = (cause as Error).message.split('\n')[0]
     throw new NativeLoadError(
-      `sdserve's native addon could not be loaded from ${packageRoot} (${(cause as Error).message}). ` +
-        'Build it with `npm rebuild sdserve` (needs python3, make and a C compiler), ' +
-        `or install a copy of sdserve that ships prebuilds/linux-${process.arch}.`,
+      `sdserve's native addon could not be loaded from ${packageRoot}: looked for build/Release/*.node and ` +
+        `prebuilds/linux-${process.arch}/*.node for ${libc}, and none loads: ${reason}. ` +
+        'Prebuilt binaries ship for linux-x64 (glibc and musl) and linux-arm64 (glibc); elsewhere build it with ' +
+        '`npm rebuild sdserve` (needs python3, make, a C compiler and g++).',
       cause,
     )
   }

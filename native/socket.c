@@ -282,12 +282,28 @@ int sds_pipe(int fds[2]) {
   return 0;
 }
 
-int sds_pidfd_id_self(uint64_t *out) {
+/* The inode number of fd. On glibc through statx (2.28): fstat is a symbol
+ * of glibc 2.33, and using it would keep the prebuilt addon from loading on
+ * glibc 2.28 to 2.32, which Node 20 supports. musl (before 1.2.5) has no statx. */
+static int inode_of(int fd, uint64_t *ino) {
+#ifdef __GLIBC__
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_INO, &stx) < 0) return -1;
+  *ino = (uint64_t)stx.stx_ino;
+#else
   struct stat st;
+  if (fstat(fd, &st) < 0) return -1;
+  *ino = (uint64_t)st.st_ino;
+#endif
+  return 0;
+}
+
+int sds_pidfd_id_self(uint64_t *out) {
   struct statfs sfs;
+  uint64_t ino;
   int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
   if (fd < 0) return neg_errno();
-  if (fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0) {
+  if (fstatfs(fd, &sfs) < 0 || inode_of(fd, &ino) < 0) {
     close_keep_errno(fd);
     return neg_errno();
   }
@@ -296,6 +312,6 @@ int sds_pidfd_id_self(uint64_t *out) {
     return -EOPNOTSUPP;
   }
   close(fd);
-  *out = (uint64_t)st.st_ino;
+  *out = ino;
   return 0;
 }

@@ -28,7 +28,7 @@ import {
   socketInfo,
   socketPair,
 } from '../lib/native.js'
-import { fixture, freePort, get, root, spawnTracked, waitForOutput } from './helpers/proc.js'
+import { fixture, freePort, get, root, shortTmp, spawnTracked, waitForOutput } from './helpers/proc.js'
 
 const errno = osConstants.errno
 
@@ -687,7 +687,9 @@ t.test('raw addon: TypeError / RangeError, never a crash', async (t) => {
 
 // ---------------------------------------------------------------------------
 // 9. no usable binary: NativeLoadError
-// PREBUILDS_ONLY=1 makes node-gyp-build skip build/, and this checkout ships no prebuilds/.
+// SDSERVE_PREBUILD (node-gyp-build's override of where this package's build/ and
+// prebuilds/ are) names an empty directory: a checkout with prebuilds/ from
+// `npm pack` finds nothing either.
 
 t.test('no build and no prebuilds: NativeLoadError', async (t) => {
   const script = `
@@ -714,9 +716,8 @@ t.test('no build and no prebuilds: NativeLoadError', async (t) => {
     ...process.env,
     SDSERVE_TEST_NATIVE_URL: pathToFileURL(join(root, 'dist', 'lib', 'native.js')).href,
     SDSERVE_TEST_ERRORS_URL: pathToFileURL(join(root, 'dist', 'lib', 'errors.js')).href,
-    PREBUILDS_ONLY: '1',
+    SDSERVE_PREBUILD: shortTmp(t),
   }
-  delete env.SDSERVE_PREBUILD // node-gyp-build's override for this package's name
   const child = spawnTracked(t, process.execPath, ['--input-type=module', '-e', script], { cwd: root, env })
   const m = await waitForOutput(child, /^RESULT (.*)$/m)
   t.equal(await child.exited, 0, 'the child exits cleanly')
@@ -731,6 +732,10 @@ t.test('no build and no prebuilds: NativeLoadError', async (t) => {
   t.ok(message.includes('`npm rebuild sdserve`'), `the message says how to fix it: ${message}`)
   t.ok(message.includes(expectedRoot), 'the message names where it looked')
   t.ok(message.includes(`prebuilds/linux-${process.arch}`), 'and the prebuild it wanted')
+  t.ok(
+    message.includes(`build/Release/*.node and prebuilds/linux-${process.arch}/*.node for glibc, and none loads: No native build`),
+    'what it looked for, for which libc, and why none loaded',
+  )
   t.equal(typeof r.cause, 'string', 'the cause is kept')
   t.equal(r.available, false, 'addonAvailable() is false')
   t.equal(r.availableAgain, false, 'and stays false')
