@@ -1,4 +1,5 @@
 import t from 'tap'
+import { PassThrough } from 'node:stream'
 import { createServer as createHttpServer } from 'node:http'
 import { connect, createServer, Socket, type AddressInfo, type Server } from 'node:net'
 import { parseProxyHeader, ProxyProtocolError, readProxyHeader, type ProxyHeader } from '../../lib/http/proxy-protocol.js'
@@ -480,4 +481,17 @@ t.test('readProxyHeader leaves no listeners behind and the data in order', async
   await new Promise((resolve) => s.once('end', resolve))
   t.equal(rest, 'after the header')
   s.destroy()
+})
+
+t.test('readProxyHeader: a header split across reads is put together (one read at a time)', async (t) => {
+  // A stream rather than TCP: a loaded machine may deliver every piece sent over loopback in one read.
+  const stream = new PassThrough()
+  const result = readProxyHeader(stream as unknown as Socket, 10000)
+  const data = Buffer.from(`${V1_TCP4}GET`)
+  for (const piece of [data.subarray(0, 10), data.subarray(10, 20), data.subarray(20)]) {
+    stream.write(piece)
+    await new Promise((resolve) => setImmediate(resolve)) // 'readable' has fired and the piece was read
+  }
+  t.match(await result, { version: 1, family: 'tcp4', length: V1_TCP4.length })
+  t.equal(String(stream.read()), 'GET', 'what follows the header is put back, in order')
 })
