@@ -4,10 +4,10 @@
  * datagrams, close-on-exec, socket descriptions, and the raw addon's own
  * argument checks.
  */
-import { closeSync, constants as fsConstants, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect, createServer, type Server } from 'node:net'
-import { constants as osConstants, tmpdir } from 'node:os'
+import { constants as osConstants } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t, { type Test } from 'tap'
@@ -28,7 +28,7 @@ import {
   socketInfo,
   socketPair,
 } from '../lib/native.js'
-import { fixture, freePort, get, root, spawnTracked, waitForOutput } from './helpers/proc.js'
+import { fixture, freePort, get, root, shortTmp, spawnTracked, waitForOutput } from './helpers/proc.js'
 
 const errno = osConstants.errno
 
@@ -518,8 +518,7 @@ t.test('setCloexec / getCloexec', async (t) => {
 
 t.test('socketInfo', async (t) => {
   t.test('a UNIX listening socket made by node', async (t) => {
-    const dir = t.testdir({})
-    const path = join(dir, 's.sock')
+    const path = join(shortTmp(t), 's.sock')
     t.ok(Buffer.byteLength(path) < 108, `socket path fits sun_path: ${path}`)
     const server = createServer()
     t.teardown(() => closeNode(server))
@@ -748,8 +747,7 @@ t.test('listenTcp without reusePort, and listenUnix', async (t) => {
   t.throws(() => listenTcp({ host: '127.0.0.1', port }), { code: 'EADDRINUSE' }, 'a plain socket owns its port')
   t.throws(() => listenTcp({ host: '127.0.0.1', port: 0, backlog: 0 }), { code: 'SDSERVE_ERR_INVALID_ARG' })
 
-  const dir = mkdtempSync(join(tmpdir(), 'sds-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = shortTmp(t)
   const path = join(dir, 'u.sock')
   const u = listenUnix(path, { mode: 0o600, uid: process.getuid!(), gid: process.getgid!() })
   t.teardown(() => closeSync(u))

@@ -10,6 +10,7 @@ import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { cli, freePort, get, getWhenUp, load, root, shortTmp, spawnTracked, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
 import { startNginx } from './helpers/nginx.js'
+import { needs } from './helpers/needs.js'
 
 const app = join(root, 'examples/frameworks/hello.mjs')
 const run = promisify(execFile)
@@ -249,7 +250,7 @@ t.test('PROXY protocol v1 and v2: the header names the client; malformed or from
 })
 
 
-t.test("the seed's access log format, behind a real nginx on a UNIX socket", async (t) => {
+t.test("the seed's access log format, behind a real nginx on a UNIX socket", needs(['curl', 'nginx']), async (t) => {
   const dir = shortTmp(t)
   chmodSync(dir, 0o755) // nginx's worker runs as www-data
   const sock = join(dir, 'app.sock')
