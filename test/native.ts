@@ -4,7 +4,7 @@
  * datagrams, close-on-exec, socket descriptions, and the raw addon's own
  * argument checks.
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs'
+import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect, createServer, type Server } from 'node:net'
 import { constants as osConstants } from 'node:os'
@@ -451,7 +451,9 @@ t.test('sendFds / recvFds', async (t) => {
 // 4. sendNotifyDatagram (errors only; delivery is tested with a receiver elsewhere)
 
 t.test('sendNotifyDatagram errors', async (t) => {
-  const dir = t.testdir({ 'regular-file': '' })
+  // Addresses go into sun_path (108 bytes): a short dir, not tap's testdir under the checkout.
+  const dir = shortTmp(t)
+  writeFileSync(join(dir, 'regular-file'), '')
   const msg = Buffer.from('READY=1')
 
   const missing = join(dir, 'no-such-socket')
