@@ -9,6 +9,8 @@ import { connect } from 'node:net'
 import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { cli, freePort, get, getWhenUp, load, root, shortTmp, spawnTracked, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
+import type { IncomingMessage } from 'node:http'
+import { refusal } from '../lib/worker.js'
 import { startNginx } from './helpers/nginx.js'
 import { needs } from './helpers/needs.js'
 
@@ -124,6 +126,18 @@ t.test('malformed and oversize requests: 400, 414, 431, each costing only its co
   t.notMatch(child.output(), /exited with/, 'no worker died')
   child.kill('SIGTERM')
   t.equal(await child.exited, 0)
+})
+
+// Node 22 and later refuse more fields than maxHeadersCount in the parser; Node 20 hands them over, and
+// refusal() must count them itself. This asks it directly, so every Node version checks that count.
+t.test('refusal(): 414, 431 for too many or too long fields, else nothing', async (t) => {
+  const limits = { headersTimeoutMs: 0, requestTimeoutMs: 0, requestLine: 20, fields: 2, fieldSize: 10, connections: 0 }
+  const req = (url: string, rawHeaders: string[]): IncomingMessage => ({ method: 'GET', url, rawHeaders }) as unknown as IncomingMessage
+  t.equal(refusal(req('/ok', ['Host', 'x', 'A', 'b']), limits), undefined)
+  t.equal(refusal(req('/a-long-path', []), limits), 414, 'GET /a-long-path HTTP/1.1 is 25 bytes')
+  t.equal(refusal(req('/', ['Host', 'x', 'A', 'b', 'C', 'd']), limits), 431, 'three fields')
+  t.equal(refusal(req('/', ['Host', 'xxxxxxx']), limits), 431, 'a field of 13 bytes')
+  t.equal(refusal(req('/', ['Host', 'xxxxxxx']), { ...limits, fieldSize: 0 }), undefined, 'no field size limit')
 })
 
 t.test('the limits can be raised', async (t) => {
