@@ -182,8 +182,14 @@ export function describeValue(value: unknown): string {
   }
 }
 
+/** One export name an APP spec can select (not a dotted path, not a call). */
+const EXPORT_NAME = /^[\p{ID_Start}$_][\p{ID_Continue}$]*$/u
+
 function exportList(ns: Bag): string {
-  const names = Object.keys(ns)
+  // Only names the user can write after the colon: Node 26 also lists a
+  // CommonJS module's `module.exports` (the default export again), and an ES
+  // module may export any string, neither of which a spec can select.
+  const names = Object.keys(ns).filter((name) => EXPORT_NAME.test(name))
   return names.length === 0 ? 'it has no exports' : `its exports: ${names.join(', ')}`
 }
 

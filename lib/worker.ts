@@ -85,7 +85,8 @@ function makeServers(target: AppTarget, count: number, limits: RequestLimits, on
     // Node requires headersTimeout <= requestTimeout when both are set.
     server.headersTimeout =
       limits.requestTimeoutMs > 0 && limits.headersTimeoutMs > limits.requestTimeoutMs ? limits.requestTimeoutMs : limits.headersTimeoutMs
-    // One more than the limit, so that too many fields are seen (Node drops the excess silently) and refused.
+    // One more than the limit: Node 20 drops the excess silently, so refusal() sees one too many and
+    // answers 431; Node 22 and later fail such a request in the parser and answer 431 themselves.
     server.maxHeadersCount = limits.fields + 1
     if (limits.connections > 0) server.maxConnections = limits.connections
     servers.push(server)

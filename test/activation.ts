@@ -8,6 +8,7 @@ import { inheritedSockets, listenFds } from '../lib/activation.js'
 import { ActivationError } from '../lib/errors.js'
 import { pidfdIdSelf } from '../lib/native.js'
 import { fixture, freePort, shortTmp, socketActivate, spawnTracked, waitForOutput } from './helpers/proc.js'
+import { needs } from './helpers/needs.js'
 
 const run = promisify(execFile)
 
@@ -30,7 +31,7 @@ async function curl(args: string[]): Promise<{ name: string; fd: number; text: s
   return JSON.parse(stdout) as { name: string; fd: number; text: string; pid: number }
 }
 
-t.test('systemd-socket-activate: TCP and UNIX sockets with names, served on every fd', async (t) => {
+t.test('systemd-socket-activate: TCP and UNIX sockets with names, served on every fd', needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   const path = join(shortTmp(t), 'app.sock')
   const sa = await socketActivate(t, [`127.0.0.1:${port}`, path], ['web', 'admin'], [
@@ -55,7 +56,7 @@ t.test('systemd-socket-activate: TCP and UNIX sockets with names, served on ever
   )
 })
 
-t.test('systemd-socket-activate without --fdname: names default to "unknown"', async (t) => {
+t.test('systemd-socket-activate without --fdname: names default to "unknown"', needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   await socketActivate(t, [`127.0.0.1:${port}`], undefined, [process.execPath, fixture('activation-server.js')])
   t.match(await curl([`http://127.0.0.1:${port}/`]), { name: 'unknown', fd: 3 })

@@ -229,6 +229,13 @@ t.test('picking the export', async (t) => {
   t.equal((await loadError('empty.mjs')).message, 'empty.mjs has no default export: name the export to serve (APP=empty.mjs:name); it has no exports')
   t.equal((await loadError('named.mjs:nope')).message, 'named.mjs has no export "nope"; its exports: handler, notAnApp, server')
   t.equal((await loadError('handler.cjs:nope')).message, 'handler.cjs has no export "nope"; its exports: default')
+  // The same list on every Node version: Node 26 adds `module.exports` to a CommonJS module's namespace.
+  t.equal((await loadError('built.cjs:nope')).message, 'built.cjs has no export "nope"; its exports: default')
+  t.equal(
+    (await loadError('odd-names.mjs')).message,
+    'odd-names.mjs has no default export: name the export to serve (APP=odd-names.mjs:name); its exports: handler',
+    'names a spec cannot select are not offered',
+  )
   t.equal((await loadError('named.mjs:server.nope')).message, 'named.mjs: server has no property "nope" (server is an object with keys handler)')
   t.equal((await loadError('named.mjs:notAnApp.x')).message, 'named.mjs: notAnApp has no property "x" (notAnApp is a number (42))')
   t.equal(

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fdStoreMax, isStoredName, storedName, STORED_PREFIX } from '../lib/fd-store.js'
 import { cli, freePort, get, root, shortTmp, socketActivate, spawnTracked, waitFor, waitForOutput } from './helpers/proc.js'
 import { startReceiver } from './helpers/notify-receiver.js'
+import { needs } from './helpers/needs.js'
 
 const app = join(root, 'test/fixtures/master-app.mjs')
 
@@ -26,7 +27,7 @@ t.test('names: sdserve- and the bind, with % and : encoded', async (t) => {
   t.equal(fdStoreMax({ FDSTORE: 'lots' }), 0)
 })
 
-t.test('with $FDSTORE, the sockets sdserve binds go to the store; a stored UNIX path outlives the master', async (t) => {
+t.test('with $FDSTORE, the sockets sdserve binds go to the store; a stored UNIX path outlives the master', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const port = await freePort()
   const sock = join(shortTmp(t), 'app.sock')
@@ -43,7 +44,7 @@ t.test('with $FDSTORE, the sockets sdserve binds go to the store; a stored UNIX 
   t.ok(existsSync(sock), "a stored socket's path stays: the next start gets the socket back")
 })
 
-t.test('a socket whose name cannot be an FDNAME is served, not stored, with a warning', async (t) => {
+t.test('a socket whose name cannot be an FDNAME is served, not stored, with a warning', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const sock = join(shortTmp(t), 'caf\u00e9.sock')
   const s = spawnTracked(t, process.execPath, [cli, '-w', '1', '-b', `unix:${sock}`, app], {
@@ -63,7 +64,7 @@ t.test('a socket whose name cannot be an FDNAME is served, not stored, with a wa
   await waitFor(() => !existsSync(`/proc/${newMaster}`), 'the new master to stop')
 })
 
-t.test('without $FDSTORE (no fd store, or systemd < 254) nothing is stored', async (t) => {
+t.test('without $FDSTORE (no fd store, or systemd < 254) nothing is stored', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const port = await freePort()
   const s = spawnTracked(t, process.execPath, [cli, '-w', '1', '-b', `127.0.0.1:${port}`, app], { env: { ...process.env, NOTIFY_SOCKET: rx.address } })
@@ -73,7 +74,7 @@ t.test('without $FDSTORE (no fd store, or systemd < 254) nothing is stored', asy
   t.equal(await s.exited, 0)
 })
 
-t.test('the next start: stored sockets come back by address; one no bind wants is removed from the store', async (t) => {
+t.test('the next start: stored sockets come back by address; one no bind wants is removed from the store', needs(['python3', 'systemd-socket-activate']), async (t) => {
   const rx = await startReceiver(t)
   const [kept, stale] = [await freePort(), await freePort()]
   const versionFile = join(shortTmp(t), 'version')
@@ -95,7 +96,7 @@ t.test('the next start: stored sockets come back by address; one no bind wants i
   t.equal(await sa.exited, 0)
 })
 
-t.test("a socket unit's sockets are systemd's already: not stored again, even with a store", async (t) => {
+t.test("a socket unit's sockets are systemd's already: not stored again, even with a store", needs(['python3', 'systemd-socket-activate']), async (t) => {
   const rx = await startReceiver(t)
   const port = await freePort()
   const versionFile = join(shortTmp(t), 'version')
@@ -112,7 +113,7 @@ t.test("a socket unit's sockets are systemd's already: not stored again, even wi
   t.equal(await sa.exited, 0)
 })
 
-t.test("no --bind: a socket unit's sockets are served; a stored socket does not stand in for a bind", async (t) => {
+t.test("no --bind: a socket unit's sockets are served; a stored socket does not stand in for a bind", needs(['python3', 'systemd-socket-activate']), async (t) => {
   const rx = await startReceiver(t)
   const [unit, stale] = [await freePort(), await freePort()]
   const versionFile = join(shortTmp(t), 'version')
@@ -130,7 +131,7 @@ t.test("no --bind: a socket unit's sockets are served; a stored socket does not 
   t.equal(await sa.exited, 0)
 })
 
-t.test('no --bind and only stored sockets: the default bind, as when they were stored', async (t) => {
+t.test('no --bind and only stored sockets: the default bind, as when they were stored', needs(['systemd-socket-activate']), async (t) => {
   const port = 8000 // DEFAULT_BIND
   const versionFile = join(shortTmp(t), 'version')
   writeFileSync(versionFile, 'v1')

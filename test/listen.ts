@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { listen } from '../lib/listen.js'
 import { listenReusePort } from '../lib/native.js'
 import { fixture, freePort, get, root, shortTmp, socketActivate, spawnTracked, waitForOutput } from './helpers/proc.js'
+import { needs } from './helpers/needs.js'
 
 function server(t: { teardown(fn: () => void): void }): Server {
   const s = createServer((c) => {
@@ -17,7 +18,7 @@ function server(t: { teardown(fn: () => void): void }): Server {
   return s
 }
 
-t.test('socket-activated: the socket named by name, or the first', async (t) => {
+t.test('socket-activated: the socket named by name, or the first', needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   const path = join(shortTmp(t), 'admin.sock')
   const sa = await socketActivate(t, [`127.0.0.1:${port}`, path], ['web', 'admin'], [
@@ -31,7 +32,7 @@ t.test('socket-activated: the socket named by name, or the first', async (t) => 
   t.same(JSON.parse(m[1] as string), { source: 'systemd', name: 'admin', fd: 4, address: `unix:${path}` })
 })
 
-t.test('socket-activated: an unknown name is an error listing the names', async (t) => {
+t.test('socket-activated: an unknown name is an error listing the names', needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   const sa = await socketActivate(t, [`127.0.0.1:${port}`], ['web'], [
     process.execPath,
@@ -46,7 +47,7 @@ t.test('socket-activated: an unknown name is an error listing the names', async 
   })
 })
 
-t.test('the example app under systemd-socket-activate', async (t) => {
+t.test('the example app under systemd-socket-activate', needs(['systemd-socket-activate']), async (t) => {
   const path = join(shortTmp(t), 'hello.sock')
   const sa = await socketActivate(t, [path], ['web'], [process.execPath, join(root, 'examples/single-process/server.mjs')])
   t.equal((await get({ socketPath: path })).body, 'hello from a single process\n')
@@ -112,7 +113,7 @@ t.test('fallback UNIX socket: stale file removed, live one refused, other files 
   t.ok(existsSync(file), 'a regular file is never removed')
 })
 
-t.test('socket-activated with no name: the first socket', async (t) => {
+t.test('socket-activated with no name: the first socket', needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   const sa = await socketActivate(t, [`127.0.0.1:${port}`], ['web'], [process.execPath, fixture('listen-app.js'), '{}'])
   t.match((await get({ port })).body, /^pid \d+$/)

@@ -26,6 +26,7 @@ import {
   type Tracked,
 } from './helpers/proc.js'
 import { startReceiver } from './helpers/notify-receiver.js'
+import { needs } from './helpers/needs.js'
 
 const run = promisify(execFile)
 const app = join(root, 'test/fixtures/master-app.mjs')
@@ -258,7 +259,7 @@ t.test('reuse-port balance: every worker has its own socket and gets connections
   t.equal(await s.child.exited, 0)
 })
 
-t.test('pid file, UNIX socket bind with mode, socket removed at exit', async (t) => {
+t.test('pid file, UNIX socket bind with mode, socket removed at exit', needs(['curl', 'ss']), async (t) => {
   const dir = shortTmp(t)
   const pidFile = join(dir, 'sdserve.pid')
   const sock = join(dir, 'app.sock')
@@ -276,7 +277,7 @@ t.test('pid file, UNIX socket bind with mode, socket removed at exit', async (t)
   t.notOk(existsSync(sock), 'the socket sdserve created is removed')
 })
 
-t.test('under systemd-socket-activate: every named socket (TCP and UNIX) is served by workers', async (t) => {
+t.test('under systemd-socket-activate: every named socket (TCP and UNIX) is served by workers', needs(['systemd-socket-activate', 'curl', 'ss']), async (t) => {
   const port = await freePort()
   const dir = shortTmp(t)
   const sock = join(dir, 'app.sock')
@@ -301,7 +302,7 @@ t.test('under systemd-socket-activate: every named socket (TCP and UNIX) is serv
   t.ok(existsSync(sock), 'a socket systemd gave us is never unlinked')
 })
 
-t.test('binds matched by systemd:NAME; an unknown name is a config error', async (t) => {
+t.test('binds matched by systemd:NAME; an unknown name is a config error', needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   const dir = shortTmp(t)
   const sock = join(dir, 'app.sock')
@@ -326,7 +327,7 @@ t.test('binds matched by systemd:NAME; an unknown name is a config error', async
   t.match(bad.output(), /bind must be the name of an inherited socket \(web\), got "systemd:nope"/)
 })
 
-t.test('sd_notify: READY only once every worker listens; RELOADING+MONOTONIC_USEC then READY; STOPPING', async (t) => {
+t.test('sd_notify: READY only once every worker listens; RELOADING+MONOTONIC_USEC then READY; STOPPING', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const s = await start(t, ['-w', '3'], { env: { NOTIFY_SOCKET: rx.address } })
   await waitFor(() => rx.payloads().some((p) => p.startsWith('READY=1')), 'READY=1')
@@ -365,7 +366,7 @@ t.test('sd_notify: READY only once every worker listens; RELOADING+MONOTONIC_USE
   t.match(stop, [/^STOPPING=1\nSTATUS=stopping: draining [3-6] workers$/, /^EXTEND_TIMEOUT_USEC=\d+$/, 'BARRIER=1'])
 })
 
-t.test('a failed start tells systemd why (ERRNO=, STATUS=)', async (t) => {
+t.test('a failed start tells systemd why (ERRNO=, STATUS=)', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const s = await start(t, [], { version: 'broken', env: { NOTIFY_SOCKET: rx.address } })
   t.equal(await s.child.exited, 4)
@@ -374,7 +375,7 @@ t.test('a failed start tells systemd why (ERRNO=, STATUS=)', async (t) => {
   t.notOk(rx.payloads().some((p) => p.startsWith('READY=1')), 'never READY')
 })
 
-t.test('the watchdog is pinged only while a worker is healthy', async (t) => {
+t.test('the watchdog is pinged only while a worker is healthy', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const s = await start(t, ['-w', '1', '-t', '2'], { env: { NOTIFY_SOCKET: rx.address, WATCHDOG_USEC: '400000' } })
   await ready(s, 1)
@@ -520,7 +521,7 @@ t.test('fd:// binds', async (t) => {
   t.match(notListening.output(), /bind must be a listening stream socket, got "fd:\/\/3"/)
 })
 
-t.test('binds that name an inherited socket by address use it; reuse-port with no TCP bind warns', async (t) => {
+t.test('binds that name an inherited socket by address use it; reuse-port with no TCP bind warns', needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   const dir = shortTmp(t)
   const sock = join(dir, 'app.sock')
@@ -589,7 +590,7 @@ t.test('a NOTIFY_SOCKET nobody listens on is logged, not fatal', async (t) => {
   t.equal(await s.child.exited, 0)
 })
 
-t.test('the watchdog with --timeout 0 still stops while no worker answers', async (t) => {
+t.test('the watchdog with --timeout 0 still stops while no worker answers', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const s = await start(t, ['-w', '1', '-t', '0'], { env: { NOTIFY_SOCKET: rx.address, WATCHDOG_USEC: '400000' } })
   await ready(s, 1)
@@ -661,7 +662,7 @@ t.test('HUP re-reads the config file: workers change, bind changes are refused u
   t.equal(await child.exited, 0)
 })
 
-t.test('systemd sockets that are not listening stream sockets are refused; systemd:NAME needs activation', async (t) => {
+t.test('systemd sockets that are not listening stream sockets are refused; systemd:NAME needs activation', needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   const sa = spawnTracked(t, 'systemd-socket-activate', ['-d', '-l', `127.0.0.1:${port}`, ...coverageFlags(), process.execPath, cli, app])
   await waitForOutput(sa, /as 3\./)

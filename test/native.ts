@@ -4,10 +4,10 @@
  * datagrams, close-on-exec, socket descriptions, and the raw addon's own
  * argument checks.
  */
-import { closeSync, constants as fsConstants, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect, createServer, type Server } from 'node:net'
-import { constants as osConstants, tmpdir } from 'node:os'
+import { constants as osConstants } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t, { type Test } from 'tap'
@@ -451,7 +451,9 @@ t.test('sendFds / recvFds', async (t) => {
 // 4. sendNotifyDatagram (errors only; delivery is tested with a receiver elsewhere)
 
 t.test('sendNotifyDatagram errors', async (t) => {
-  const dir = t.testdir({ 'regular-file': '' })
+  // Addresses go into sun_path (108 bytes): a short dir, not tap's testdir under the checkout.
+  const dir = shortTmp(t)
+  writeFileSync(join(dir, 'regular-file'), '')
   const msg = Buffer.from('READY=1')
 
   const missing = join(dir, 'no-such-socket')
@@ -518,8 +520,7 @@ t.test('setCloexec / getCloexec', async (t) => {
 
 t.test('socketInfo', async (t) => {
   t.test('a UNIX listening socket made by node', async (t) => {
-    const dir = t.testdir({})
-    const path = join(dir, 's.sock')
+    const path = join(shortTmp(t), 's.sock')
     t.ok(Buffer.byteLength(path) < 108, `socket path fits sun_path: ${path}`)
     const server = createServer()
     t.teardown(() => closeNode(server))
@@ -753,8 +754,7 @@ t.test('listenTcp without reusePort, and listenUnix', async (t) => {
   t.throws(() => listenTcp({ host: '127.0.0.1', port }), { code: 'EADDRINUSE' }, 'a plain socket owns its port')
   t.throws(() => listenTcp({ host: '127.0.0.1', port: 0, backlog: 0 }), { code: 'SDSERVE_ERR_INVALID_ARG' })
 
-  const dir = mkdtempSync(join(tmpdir(), 'sds-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = shortTmp(t)
   const path = join(dir, 'u.sock')
   const u = listenUnix(path, { mode: 0o600, uid: process.getuid!(), gid: process.getgid!() })
   t.teardown(() => closeSync(u))

@@ -12,7 +12,8 @@ import {
   type NotifyResult,
 } from '../lib/notify.js'
 import { abstractName as makeAbstractName, settle, startReceiver } from './helpers/notify-receiver.js'
-import { fixture, spawnTracked } from './helpers/proc.js'
+import { fixture, shortTmp, spawnTracked } from './helpers/proc.js'
+import { needs } from './helpers/needs.js'
 
 const abstractName = (): string => makeAbstractName('sdserve-test-notify')
 
@@ -44,8 +45,8 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 // ---- delivery to a real receiver ----
 
 for (const kind of ['path', 'abstract'] as const) {
-  t.test(`${kind} receiver`, async (t) => {
-    const address = kind === 'path' ? path.join(t.testdir(), 'notify.sock') : abstractName()
+  t.test(`${kind} receiver`, needs(['python3']), async (t) => {
+    const address = kind === 'path' ? path.join(shortTmp(t), 'notify.sock') : abstractName()
     t.ok(Buffer.byteLength(address) < 108, `address fits in sun_path: ${address}`)
     const rx = await startReceiver(t, address)
     const n = new Notifier({ socket: address })
@@ -113,7 +114,7 @@ for (const kind of ['path', 'abstract'] as const) {
   })
 }
 
-t.test('fdStore passes a listening socket with SCM_RIGHTS', async (t) => {
+t.test('fdStore passes a listening socket with SCM_RIGHTS', needs(['python3']), async (t) => {
   const rx = await startReceiver(t, abstractName())
   const n = new Notifier({ socket: rx.address })
   const fd = listenReusePort({ host: '127.0.0.1', port: 0 })
@@ -130,7 +131,7 @@ t.test('fdStore passes a listening socket with SCM_RIGHTS', async (t) => {
   t.equal(socketInfo(fd).listening, true, 'our copy of the fd is still open')
 })
 
-t.test('fdStore with poll: false adds FDPOLL=0', async (t) => {
+t.test('fdStore with poll: false adds FDPOLL=0', needs(['python3']), async (t) => {
   const rx = await startReceiver(t, abstractName())
   const n = new Notifier({ socket: rx.address })
   const [readEnd, writeEnd] = pipe()
@@ -155,7 +156,7 @@ t.test('fdStore with poll: false adds FDPOLL=0', async (t) => {
 
 // ---- BARRIER=1 ----
 
-t.test('barrier() resolves once the receiver closed the pipe, and closes its fds', async (t) => {
+t.test('barrier() resolves once the receiver closed the pipe, and closes its fds', needs(['python3']), async (t) => {
   const rx = await startReceiver(t, abstractName())
   const n = new Notifier({ socket: rx.address })
   n.status('last words')
@@ -170,7 +171,7 @@ t.test('barrier() resolves once the receiver closed the pipe, and closes its fds
   ])
 })
 
-t.test('barrier() rejects after its timeout when the receiver does not answer', async (t) => {
+t.test('barrier() rejects after its timeout when the receiver does not answer', needs(['python3']), async (t) => {
   const rx = await startReceiver(t, abstractName())
   const n = new Notifier({ socket: rx.address })
   rx.child.kill('SIGSTOP')
@@ -197,7 +198,7 @@ t.test('barrier() argument and failure paths', async (t) => {
     t.match(err, { code: 'SDSERVE_ERR_INVALID_ARG', name: 'InvalidArgumentError' }, `barrier(${bad})`)
     t.ok((err as Error).message.includes('timeoutMs'), 'names the argument')
   }
-  const nowhere = path.join(t.testdir(), 'nobody.sock')
+  const nowhere = path.join(shortTmp(t), 'nobody.sock')
   const n = new Notifier({ socket: nowhere })
   const fdsBefore = openFds()
   const err = await rejection(n.barrier())
@@ -207,7 +208,7 @@ t.test('barrier() argument and failure paths', async (t) => {
 
 // ---- validation ----
 
-t.test('bad messages are NotifyErrors naming the field and echoing the value; nothing is sent', async (t) => {
+t.test('bad messages are NotifyErrors naming the field and echoing the value; nothing is sent', needs(['python3']), async (t) => {
   const rx = await startReceiver(t, abstractName())
   const n = new Notifier({ socket: rx.address })
   throwsNotify(t, () => n.status('a\nb'), ['STATUS', JSON.stringify('a\nb')], 'status with a newline')
@@ -261,7 +262,7 @@ t.test('NOTIFY_SOCKET values are checked at construction', async (t) => {
   for (const [socket, parts] of cases) throwsNotify(t, () => new Notifier({ socket }), parts, `NOTIFY_SOCKET=${socket}`)
 })
 
-t.test('the longest accepted abstract name works end to end', async (t) => {
+t.test('the longest accepted abstract name works end to end', needs(['python3']), async (t) => {
   const address = `@sdserve-test-notify-${process.pid}-`.padEnd(107, 'L')
   t.equal(Buffer.byteLength(address), 107)
   const rx = await startReceiver(t, address)
@@ -292,9 +293,8 @@ t.test('without NOTIFY_SOCKET nothing is sent', async (t) => {
   }
 })
 
-// (short test names: t.testdir() puts the name in the path, and sun_path holds 108 bytes)
-t.test('undeliverable', async (t) => {
-  const dir = t.testdir()
+t.test('undeliverable', needs(['python3']), async (t) => {
+  const dir = shortTmp(t)
   const nowhere = path.join(dir, 'missing.sock')
   let caught: unknown
   try {
@@ -324,7 +324,7 @@ t.test('undeliverable', async (t) => {
   t.throws(() => new Notifier({ socket: unbound }).ready(), { code: 'ECONNREFUSED', path: unbound })
 })
 
-t.test('notifier() makes one Notifier from process.env.NOTIFY_SOCKET', async (t) => {
+t.test('notifier() makes one Notifier from process.env.NOTIFY_SOCKET', needs(['python3']), async (t) => {
   const rx = await startReceiver(t, abstractName())
   const child = spawnTracked(t, process.execPath, [fixture('notify-default.js'), 'notifier'], {
     env: { ...process.env, NOTIFY_SOCKET: rx.address },

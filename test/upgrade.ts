@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { cli, combineLoads, describeLoad, freePort, get, getWhenUp, root, shortTmp, socketActivate, spawnTracked, sleep, startMixedLoad, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
 import { startReceiver } from './helpers/notify-receiver.js'
+import { needs } from './helpers/needs.js'
 import { awaitSuccessor, promote, upgradeOrigin, UPGRADE_ENV } from '../lib/upgrade.js'
 
 const app = join(root, 'test/fixtures/master-app.mjs')
@@ -106,7 +107,7 @@ t.test('USR2 with a new master that cannot start: rollback, the old master keeps
   t.match((await getWhenUp({ port: s.port })).body, /^v3 /)
 })
 
-t.test('under systemd: MAINPID= names the new master before the old one exits; the new one then reports READY=1', async (t) => {
+t.test('under systemd: MAINPID= names the new master before the old one exits; the new one then reports READY=1', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const s = await start(t, [], { NOTIFY_SOCKET: rx.address, WATCHDOG_USEC: '2000000' })
   await waitFor(() => rx.payloads().some((p) => p.startsWith('READY=1')), 'READY=1')
@@ -154,7 +155,7 @@ t.test('a stop while the new master boots stops it too: no master is left', asyn
   t.notOk(existsSync(`${s.pidFile}.oldbin`))
 })
 
-t.test("USR2 on systemd's sockets: the new master serves them by name and never removes them", async (t) => {
+t.test("USR2 on systemd's sockets: the new master serves them by name and never removes them", needs(['systemd-socket-activate']), async (t) => {
   const port = await freePort()
   const dir = shortTmp(t)
   const sock = join(dir, 'app.sock')

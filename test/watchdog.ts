@@ -5,7 +5,8 @@ import { ConfigError } from '../lib/errors.js'
 import { Notifier } from '../lib/notify.js'
 import { startWatchdog, watchdogUsec, type Watchdog } from '../lib/watchdog.js'
 import { settle, startReceiver, type Receiver } from './helpers/notify-receiver.js'
-import { fixture, spawnTracked, waitForOutput } from './helpers/proc.js'
+import { fixture, shortTmp, spawnTracked, waitForOutput } from './helpers/proc.js'
+import { needs } from './helpers/needs.js'
 
 
 const pings = (payloads: string[]): number => payloads.filter((p) => p === 'WATCHDOG=1').length
@@ -147,7 +148,7 @@ t.test('extreme WATCHDOG_USEC values', async (t) => {
   t.ok(tooBig instanceof ConfigError, 'WATCHDOG_USEC beyond UINT64_MAX is refused, as sd_watchdog_enabled() does')
 })
 
-t.test('pings WATCHDOG=1 to a real receiver', async (t) => {
+t.test('pings WATCHDOG=1 to a real receiver', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const n = new Notifier({ socket: rx.address })
   const skips: string[] = []
@@ -162,7 +163,7 @@ t.test('pings WATCHDOG=1 to a real receiver', async (t) => {
   t.same(skips, [])
 })
 
-t.test('no pings while healthy() says no', async (t) => {
+t.test('no pings while healthy() says no', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const n = new Notifier({ socket: rx.address })
   let healthy = true
@@ -192,7 +193,7 @@ t.test('no pings while healthy() says no', async (t) => {
   t.ok(await settle(() => pings(rx.payloads()) > pings(after)), 'pings resume once healthy again')
 })
 
-t.test('a health check that throws or rejects skips the ping', async (t) => {
+t.test('a health check that throws or rejects skips the ping', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const n = new Notifier({ socket: rx.address })
   const checks: Array<[string, () => boolean | Promise<boolean>]> = [
@@ -219,10 +220,9 @@ t.test('a health check that throws or rejects skips the ping', async (t) => {
   t.equal(pings(payloads), 0, 'no WATCHDOG=1 was sent')
 })
 
-// (a short name: t.testdir() puts it in the socket path, which must fit in 107 bytes)
 t.test('ping failed', async (t) => {
   // A ping that cannot be delivered is reported, and the watchdog carries on.
-  const nowhere = path.join(t.testdir(), 'gone.sock')
+  const nowhere = path.join(shortTmp(t), 'gone.sock')
   const skips: string[] = []
   const w = started(
     t,
@@ -251,7 +251,7 @@ t.test('ping failed', async (t) => {
   t.pass('no uncaught error')
 })
 
-t.test('a slow health check is not asked again while it is pending', async (t) => {
+t.test('a slow health check is not asked again while it is pending', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const n = new Notifier({ socket: rx.address })
   let calls = 0
@@ -279,7 +279,7 @@ t.test('a slow health check is not asked again while it is pending', async (t) =
   w.stop()
 })
 
-t.test('stop() ends the pings', async (t) => {
+t.test('stop() ends the pings', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const n = new Notifier({ socket: rx.address })
   let calls = 0
@@ -306,7 +306,7 @@ t.test('stop() ends the pings', async (t) => {
   t.pass('stop() twice is harmless')
 })
 
-t.test('the default notifier is notifier(), from NOTIFY_SOCKET', async (t) => {
+t.test('the default notifier is notifier(), from NOTIFY_SOCKET', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const child = spawnTracked(t, process.execPath, [fixture('notify-default.js'), 'watchdog'], {
     stdio: ['pipe', 'pipe', 'pipe'],

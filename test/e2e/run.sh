@@ -4,8 +4,9 @@
 #
 #   test/e2e/run.sh [SCENARIO...]     e.g. test/e2e/run.sh reload stop
 #
-# E2E_SUITES picks the systemd versions (default "bookworm trixie"); VERBOSE=1 shows
-# the container's boot and teardown. A failed scenario's container journal is kept
+# E2E_SUITES picks the systemd versions (default "bookworm trixie"); SDSERVE_E2E_NODE
+# is the node binary bound as the containers' /usr/bin/node (default: the node on
+# PATH); VERBOSE=1 shows the container's boot and teardown. A failed scenario's container journal is kept
 # in $E2E_LOGS (default /var/tmp/sdserve-e2e/logs). Needs root and cgroup2; says so
 # and exits 77 when this machine cannot run it.
 set -euo pipefail
@@ -26,7 +27,10 @@ fi
 [ -f dist/test/e2e/helpers/container.js ] || npm run build
 # A scenario may take minutes on a loaded machine; tap's own default is 30 s.
 export TAP_TIMEOUT=${TAP_TIMEOUT:-600}
-node=$(readlink -f "$(command -v node)")
+# The node the containers run (it must run on Debian 12's glibc); scenarios run on the host's.
+node=$(readlink -f "${SDSERVE_E2E_NODE:-$(command -v node)}")
+[ -x "$node" ] || { echo "e2e: SDSERVE_E2E_NODE=${SDSERVE_E2E_NODE:-} is not an executable node" >&2; exit 2; }
+echo "# e2e: node $("$node" --version) in the containers ($node), host node $(node --version)"
 if [ $# -gt 0 ]; then scenarios=("$@"); else
     scenarios=(); for f in dist/test/e2e/*.js; do n=${f##*/}; scenarios+=("${n%.js}"); done
 fi
@@ -39,7 +43,7 @@ for suite in $SUITES; do
         [ -f "$file" ] || { echo "e2e: no scenario $scenario ($file)" >&2; exit 2; }
         echo "# e2e $suite: $scenario"
         log=$LOGS/$suite-$scenario.journal
-        # The checkout is the app's node_modules/sdserve; the host's node is the container's.
+        # The checkout is the app's node_modules/sdserve; $node is the container's.
         if "$HARNESS" --suite "$suite" --journal "$log" \
             --bind "$PWD:/srv/app/node_modules/sdserve" --bind "$node:/usr/bin/node" \
             -- node --enable-source-maps "$file"; then

@@ -3,6 +3,7 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { needs } from '../helpers/needs.js'
 import { container, getApp, installApp, must, prop, until, untilState, workerPid } from './helpers/container.js'
 
 const run = promisify(execFile)
@@ -20,7 +21,7 @@ async function accepted(): Promise<number> {
   return stdout.split('\n').filter((line) => line.includes('users:')).length
 }
 
-t.test('slow requests in flight complete when the service stops', async (t) => {
+t.test('slow requests in flight complete when the service stops', needs(['ss']), async (t) => {
   const first = await getApp(c)
   await untilState(c, 'app.service', 'active')
   const firstMain = await prop(c, 'app.service', 'MainPID')
