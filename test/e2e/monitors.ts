@@ -24,10 +24,12 @@ const sdserveProcesses = async (): Promise<string[]> =>
 
 /** The sdserve master: the node process running sdserve (a shell may have started it, with the same words). */
 async function masterProcess(): Promise<string | undefined> {
-  const pids = await sdserveProcesses()
-  if (pids.length === 0) return undefined
-  const rows = (await run(c, ['ps', '-o', 'pid=,comm=', '-p', pids.join(',')])).stdout.trim().split('\n')
-  return rows.map((row) => row.trim().split(/\s+/)).find(([, comm]) => comm === 'node')?.[0]
+  for (const pid of await sdserveProcesses()) {
+    // By its executable, not ps's comm: Node 24 and later rename their main thread (MainThread).
+    const exe = (await run(c, ['readlink', `/proc/${pid}/exe`])).stdout.trim()
+    if (exe.endsWith('/node')) return pid
+  }
+  return undefined
 }
 
 const ppidOf = async (pid: string): Promise<string> => (await must(c, ['ps', '-o', 'ppid=', '-p', pid])).trim()
