@@ -133,7 +133,8 @@ t.test('npm run prebuild-native makes the prebuilds node-gyp-build picks', async
 
 const bin = join(work, 'bin')
 mkdirSync(bin)
-for (const command of ['node', 'npm', 'npx', 'sh']) {
+// sed, dirname and uname: what pnpm's bin shims run (a machine without a compiler still has coreutils).
+for (const command of ['node', 'npm', 'npx', 'sh', 'sed', 'dirname', 'uname']) {
   const path = which(command)
   if (path !== undefined) symlinkSync(realpathSync(path), join(bin, command))
 }
@@ -191,6 +192,23 @@ t.test('npm install --ignore-scripts (as pnpm 10 does): the prebuild loads all t
   if (r === undefined) return
   t.notMatch(r.output, /native\/install\.mjs/, 'no install script ran')
   await serve(t, r.app)
+})
+
+t.test('pnpm 10 add of the tarball: pnpm runs no install script, the prebuild loads all the same', async (t) => {
+  if (tarball === undefined) return t.plan(0, 'no tarball: the pack test did not run')
+  // pnpm itself, a real one from the registry (pnpm 10 runs no dependency's build scripts unless allowed).
+  const tool = join(work, 'pnpm-tool')
+  const got = await run(t, 'npm', ['install', '--prefix', tool, '--prefer-offline', '--no-audit', '--no-fund', '--no-package-lock', 'pnpm@10'], {})
+  t.equal(got.code, 0, `npm install pnpm@10:\n${got.output}`)
+  const app = join(work, 'with-pnpm')
+  mkdirSync(app)
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'with-pnpm', private: true }))
+  writeFileSync(join(app, 'hello.mjs'), "export default (req, res) => res.end('hello from the tarball\\n')\n")
+  const pnpm = join(tool, 'node_modules/pnpm/bin/pnpm.cjs')
+  const r = await run(t, join(bin, 'node'), [pnpm, 'add', '--store-dir', join(work, 'pnpm-store'), tarball], { cwd: app, env: bareEnv() })
+  t.equal(r.code, 0, `pnpm add succeeds without a compiler:\n${r.output}`)
+  t.match(r.output, /Ignored build scripts: sdserve/, "pnpm did not run sdserve's install script")
+  await serve(t, app)
 })
 
 t.test('no prebuild for the platform and no compiler: the install fails naming what is missing', async (t) => {
