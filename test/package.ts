@@ -128,8 +128,8 @@ t.test('npm run prebuild-native makes the prebuilds node-gyp-build picks', async
 })
 
 // ---------------------------------------------------------------------------
-// Installed where no compiler is: PATH has node, npm and the shell npm runs
-// scripts with, nothing else.
+// Installed where no compiler is: PATH has node, npm, the shell npm runs
+// scripts with and the few tools pnpm's shims use, nothing else.
 
 const bin = join(work, 'bin')
 mkdirSync(bin)
