@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { createServer, type AddressInfo } from 'node:net'
 import { cli, freePort, get, root, shortTmp, spawnTracked, waitForOutput, type Tracked } from './helpers/proc.js'
 import { startReceiver, type Receiver } from './helpers/notify-receiver.js'
+import { needs } from './helpers/needs.js'
 
 const app = join(root, 'test/fixtures/master-app.mjs')
 
@@ -69,7 +70,7 @@ t.test('INT and QUIT right after "listening on": a fast stop exits 0 too', async
   }
 })
 
-t.test('TERM while a worker is still loading the app: no READY=1 after STOPPING=1', async (t) => {
+t.test('TERM while a worker is still loading the app: no READY=1 after STOPPING=1', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const port = await freePort()
   const s = start(t, ['-w', '2', app], port, { NOTIFY_SOCKET: rx.address })
@@ -97,7 +98,7 @@ t.test('TERM before the start (the config file still loading): exit 0, nothing s
   t.notMatch(s.child.output(), /listening on/, 'no socket was opened')
 })
 
-t.test('TERM while serving: exit 0', async (t) => {
+t.test('TERM while serving: exit 0', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const port = await freePort()
   const s = start(t, ['-w', '2', app], port, { NOTIFY_SOCKET: rx.address })
@@ -107,7 +108,7 @@ t.test('TERM while serving: exit 0', async (t) => {
   await stoppedCleanly(t, s.child, 'stop while serving', rx)
 })
 
-t.test('TERM during a reload whose new generation is still booting: the reload is abandoned, exit 0', async (t) => {
+t.test('TERM during a reload whose new generation is still booting: the reload is abandoned, exit 0', needs(['python3']), async (t) => {
   const rx = await startReceiver(t)
   const port = await freePort()
   const s = start(t, ['-w', '2', app], port, { NOTIFY_SOCKET: rx.address })
