@@ -30,7 +30,8 @@ export interface ListenFdsOptions {
   unsetEnv?: boolean
 }
 
-const VARS = ['LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES'] as const
+/** The variables of socket activation: they concern only the process they were set for. */
+export const ACTIVATION_VARS = ['LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES'] as const
 
 function parseDecimal(variable: string, value: string, max: bigint): bigint {
   if (!/^[0-9]{1,20}$/.test(value)) throw new ActivationError(variable, value, 'expected a non-negative decimal integer')
@@ -48,8 +49,8 @@ function parseDecimal(variable: string, value: string, max: bigint): bigint {
 export function listenFds(options: ListenFdsOptions = {}): InheritedSocket[] {
   const env = options.env ?? process.env
   const pid = options.pid ?? process.pid
-  const values = Object.fromEntries(VARS.map((v) => [v, env[v]])) as Record<(typeof VARS)[number], string | undefined>
-  if (options.unsetEnv ?? true) for (const v of VARS) Reflect.deleteProperty(env, v)
+  const values = Object.fromEntries(ACTIVATION_VARS.map((v) => [v, env[v]])) as Record<(typeof ACTIVATION_VARS)[number], string | undefined>
+  if (options.unsetEnv ?? true) for (const v of ACTIVATION_VARS) Reflect.deleteProperty(env, v)
 
   const pidText = values.LISTEN_PID
   if (pidText === undefined) return []

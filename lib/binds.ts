@@ -8,6 +8,7 @@
 import { isIP, Socket } from 'node:net'
 import { lstatSync, unlinkSync } from 'node:fs'
 import { ConfigError } from './errors.js'
+import { isValidFdName, SUN_PATH_MAX } from './limits.js'
 
 export type BindSpec =
   | { kind: 'tcp'; host: string; port: number; family: 4 | 6; text: string }
@@ -35,7 +36,7 @@ export function parseBind(text: unknown, option = 'bind'): BindSpec {
   if (spec.startsWith('unix:')) {
     const path = spec.slice(5)
     if (!path.startsWith('/')) throw new ConfigError(option, text, 'unix: followed by an absolute path')
-    if (Buffer.byteLength(path) > 107) throw new ConfigError(option, text, 'a UNIX socket path of at most 107 bytes')
+    if (Buffer.byteLength(path) > SUN_PATH_MAX) throw new ConfigError(option, text, `a UNIX socket path of at most ${SUN_PATH_MAX} bytes`)
     return { kind: 'unix', path, text: spec }
   }
   if (spec.startsWith('fd://')) {
@@ -45,7 +46,7 @@ export function parseBind(text: unknown, option = 'bind'): BindSpec {
   }
   if (spec.startsWith('systemd:')) {
     const name = spec.slice(8)
-    if (!/^[\x20-\x39\x3b-\x7e]{1,255}$/.test(name))
+    if (!isValidFdName(name))
       throw new ConfigError(option, text, 'systemd: followed by a LISTEN_FDNAMES name (FileDescriptorName=)')
     return { kind: 'systemd', name, text: spec }
   }

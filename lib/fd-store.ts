@@ -8,7 +8,7 @@
  * The same names label the sockets an old master hands a new one in a binary
  * upgrade (lib/upgrade.ts).
  */
-import { isValidFdName } from './notify.js'
+import { isValidFdName } from './limits.js'
 
 /** FDNAME prefix of the sockets sdserve stores; socket units name theirs otherwise. */
 export const STORED_PREFIX = 'sdserve-'

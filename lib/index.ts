@@ -6,12 +6,12 @@ export {
   notifier,
   monotonicUsec,
   oneLine,
-  isValidFdName,
   NOTIFY_MESSAGE_MAX,
   type NotifierOptions,
   type NotifyResult,
   type NotifyValue,
 } from './notify.js'
+export { isValidFdName } from './limits.js'
 export { startWatchdog, watchdogUsec, type Watchdog, type WatchdogOptions } from './watchdog.js'
 export { parseBind, DEFAULT_BIND, type BindSpec } from './binds.js'
 export { serve, isWorker, type ServeOptions, type ServerHandle } from './serve.js'

@@ -2,11 +2,12 @@
  * For an app that runs its own single process: listen on the socket systemd
  * passed (by name, or the first), or bind a fallback when not socket-activated.
  */
-import type { AddressInfo, ListenOptions as NetListenOptions, Server } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import { chmodSync } from 'node:fs'
 import { inheritedSockets } from './activation.js'
 import { DEFAULT_BACKLOG, DEFAULT_BIND, parseBind, removeStaleUnixSocket } from './binds.js'
 import { ConfigError, InvalidArgumentError } from './errors.js'
+import { listenOn } from './listen-on.js'
 import { formatAddress, socketInfo } from './native.js'
 
 export interface ListenOptions {
@@ -31,18 +32,6 @@ export interface ListenResult {
   fd?: number
   /** `127.0.0.1:8000`, `[::1]:8000`, `unix:/run/app.sock`. */
   address: string
-}
-
-function listenOn(server: Server, options: NetListenOptions & { fd?: number }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => { reject(err); }
-    server.once('error', onError)
-    // node reads the backlog of a listen({ fd }) only from the second argument, not from the options.
-    server.listen(options, options.backlog, () => {
-      server.off('error', onError)
-      resolve()
-    })
-  })
 }
 
 export async function listen(server: Server, options: ListenOptions = {}): Promise<ListenResult> {

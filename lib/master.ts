@@ -18,7 +18,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync } from 'node:fs'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { inheritedSockets, type InheritedSocket } from './activation.js'
+import { ACTIVATION_VARS, inheritedSockets, type InheritedSocket } from './activation.js'
 import { parseAppSpec } from './app.js'
 import type { Config, ConfigSources } from './config.js'
 import type { HeldSignals } from './early-signals.js'
@@ -31,7 +31,7 @@ import { Notifier, oneLine } from './notify.js'
 import { removePidFile, renamePidFile, writePidFile } from './pidfile.js'
 import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage } from './protocol.js'
 import { awaitSuccessor, promote, reportServing, spawnSuccessor, upgradeOrigin, type HandedSocket } from './upgrade.js'
-import { startWatchdog, type Watchdog } from './watchdog.js'
+import { startWatchdog, WATCHDOG_VARS, type Watchdog } from './watchdog.js'
 import { version } from './version.js'
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url))
@@ -446,8 +446,7 @@ export class Master extends EventEmitter<MasterEvents> {
 
   private workerEnv(id: number): NodeJS.ProcessEnv {
     const env = { ...process.env }
-    for (const k of ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PIDFDID'])
-      Reflect.deleteProperty(env, k)
+    for (const k of ['NOTIFY_SOCKET', ...WATCHDOG_VARS, ...ACTIVATION_VARS]) Reflect.deleteProperty(env, k)
     env.SDSERVE_WORKER_ID = String(id)
     return env
   }

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module'
 import { isIP } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { InvalidArgumentError, NativeLoadError, systemError } from './errors.js'
+import { SUN_PATH_MAX } from './limits.js'
 
 interface RawSocketInfo {
   family: number
@@ -158,8 +159,8 @@ export interface UnixListenOptions {
  * The path must be free (see removeStaleUnixSocket). Returns the fd.
  */
 export function listenUnix(path: string, { backlog = 511, mode, uid, gid }: UnixListenOptions = {}): number {
-  if (typeof path !== 'string' || !path.startsWith('/') || Buffer.byteLength(path) > 107 || path.includes('\0'))
-    throw new InvalidArgumentError('path', path, 'an absolute path of at most 107 bytes')
+  if (typeof path !== 'string' || !path.startsWith('/') || Buffer.byteLength(path) > SUN_PATH_MAX || path.includes('\0'))
+    throw new InvalidArgumentError('path', path, `an absolute path of at most ${SUN_PATH_MAX} bytes`)
   checkBacklog(backlog)
   if (mode !== undefined && (!Number.isInteger(mode) || mode < 0 || mode > 0o7777))
     throw new InvalidArgumentError('mode', mode, 'a file mode from 0 to 0o7777')
@@ -208,8 +209,8 @@ export function recvFds(sock: number, { maxPayload = 65536, maxFds = 16 } = {}):
 
 /** Send one datagram to an sd_notify address ('/path' or '@abstract'). Returns bytes sent. */
 export function sendNotifyDatagram(address: string, message: Buffer, fds: number[] = []): number {
-  if (typeof address !== 'string' || Buffer.byteLength(address) < 2 || Buffer.byteLength(address) > 107)
-    throw new InvalidArgumentError('address', address, 'an absolute path or @name of 2 to 107 bytes')
+  if (typeof address !== 'string' || Buffer.byteLength(address) < 2 || Buffer.byteLength(address) > SUN_PATH_MAX)
+    throw new InvalidArgumentError('address', address, `an absolute path or @name of 2 to ${SUN_PATH_MAX} bytes`)
   checkPayload(message, 'message', 1, MAX_PAYLOAD)
   const r = loadAddon().notify(address, message, checkFds(fds))
   if (r < 0) throw systemError('sendmsg', r, { path: address })

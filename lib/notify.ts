@@ -6,6 +6,7 @@
 import { Socket } from 'node:net'
 import { closeSync } from 'node:fs'
 import { InvalidArgumentError, NotifyError, show } from './errors.js'
+import { isValidFdName, SUN_PATH_MAX } from './limits.js'
 import { loadAddon, pipe, sendNotifyDatagram } from './native.js'
 
 /** systemd reads at most this many bytes of one notification (NOTIFY_BUFFER_MAX, PIPE_BUF). */
@@ -27,10 +28,6 @@ export function monotonicUsec(): bigint {
   return process.hrtime.bigint() / 1000n
 }
 
-/** sd-daemon's fdname_is_valid(): 1 to 255 printable ASCII characters, no ':'. */
-export function isValidFdName(name: string): boolean {
-  return typeof name === 'string' && /^[\x20-\x39\x3b-\x7e]{1,255}$/.test(name)
-}
 
 function checkLine(key: string, value: string): void {
   if (!/^[A-Z][A-Z0-9_]*$/.test(key)) throw new NotifyError(`notify field name must be upper-case KEY, got ${show(key)}`)
@@ -75,8 +72,8 @@ export class Notifier {
       throw new NotifyError(`NOTIFY_SOCKET=${socket}: AF_VSOCK notification sockets are not supported`)
     if (!socket.startsWith('/') && !socket.startsWith('@'))
       throw new NotifyError(`NOTIFY_SOCKET must be an absolute path or an @abstract name, got ${show(socket)}`)
-    if (Buffer.byteLength(socket) > 107 || socket.length < 2)
-      throw new NotifyError(`NOTIFY_SOCKET must be 2 to 107 bytes long, got ${show(socket)}`)
+    if (Buffer.byteLength(socket) > SUN_PATH_MAX || socket.length < 2)
+      throw new NotifyError(`NOTIFY_SOCKET must be 2 to ${SUN_PATH_MAX} bytes long, got ${show(socket)}`)
     loadAddon()
     this.socket = socket
   }

@@ -17,6 +17,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { CMD } from './protocol.js'
+import { ACTIVATION_VARS } from './activation.js'
+import { WATCHDOG_VARS } from './watchdog.js'
 
 /** Set in a new master's environment: `<old master pid>;<fds it now owns, comma-separated>`. */
 export const UPGRADE_ENV = 'SDSERVE_UPGRADE'
@@ -53,7 +55,7 @@ export interface SuccessorOptions {
 /** Start the new master with the sockets at fds 3.. and an IPC channel after them. */
 export function spawnSuccessor(sockets: HandedSocket[], options: SuccessorOptions): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...options.env }
-  for (const k of ['LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'WATCHDOG_USEC', 'WATCHDOG_PID']) Reflect.deleteProperty(env, k)
+  for (const k of [...ACTIVATION_VARS, ...WATCHDOG_VARS]) Reflect.deleteProperty(env, k)
   env.LISTEN_FDS = String(sockets.length)
   env.LISTEN_FDNAMES = sockets.map((s) => s.name).join(':')
   if (options.watchdogUsec !== undefined) env.WATCHDOG_USEC = String(options.watchdogUsec)

@@ -7,6 +7,9 @@
 import { ConfigError } from './errors.js'
 import { notifier, type Notifier } from './notify.js'
 
+/** The variables of the service watchdog: they concern only the process they were set for. */
+export const WATCHDOG_VARS = ['WATCHDOG_USEC', 'WATCHDOG_PID'] as const
+
 export interface WatchdogEnv {
   env?: NodeJS.ProcessEnv
   pid?: number
@@ -19,10 +22,7 @@ export function watchdogUsec(options: WatchdogEnv = {}): bigint | null {
   const env = options.env ?? process.env
   const usecText = env.WATCHDOG_USEC
   const pidText = env.WATCHDOG_PID
-  if (options.unsetEnv === true) {
-    delete env.WATCHDOG_USEC
-    delete env.WATCHDOG_PID
-  }
+  if (options.unsetEnv === true) for (const v of WATCHDOG_VARS) Reflect.deleteProperty(env, v)
   if (usecText === undefined) return null
   if (!/^[0-9]{1,20}$/.test(usecText) || BigInt(usecText) === 0n || BigInt(usecText) > 0xffffffffffffffffn)
     throw new ConfigError('WATCHDOG_USEC', usecText, 'a positive integer number of microseconds')

@@ -10,6 +10,8 @@ import { createServer as createNetServer, Server as NetServerClass, type Server 
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
 import { AccessLog } from './http/access-log.js'
 import { AllowList, clientAddress, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
+import { ExitCode } from './errors.js'
+import { listenOn } from './listen-on.js'
 import { LogFile } from './log-file.js'
 import { Logger, openErrorLog } from './logger.js'
 import { readProxyHeader } from './http/proxy-protocol.js'
@@ -140,17 +142,6 @@ function describePeer(peer: ReturnType<typeof socketPeer>): string {
   return peer.kind === 'unix' ? 'a UNIX socket peer' : peer.address
 }
 
-function listenFd(server: NetServer, fd: number, backlog: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    // node reads the backlog of a listen({ fd }) only from the second argument, not from the options.
-    server.listen({ fd }, backlog, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-}
-
 export class Worker {
   /** The error log: stderr until the boot message says what the master's is. */
   log = new Logger()
@@ -191,7 +182,7 @@ export class Worker {
       target = await loadApp(message.app, message.cwd)
     } catch (err) {
       send({ cmd: CMD, act: 'app-error', message: (err as Error).message, stack: appErrorStack(err as Error) })
-      process.exitCode = 4
+      process.exitCode = ExitCode.APP_LOAD
       process.disconnect?.()
       return
     }
@@ -212,7 +203,7 @@ export class Worker {
       server.on('connection', this.onConnection)
       const front = message.proxy.protocol ? proxyFront(server, message.proxy, headerTimeoutMs, this.log) : server
       this.listening.push(front)
-      await listenFd(front, LISTENER_FD_START + i, message.backlog)
+      await listenOn(front, { fd: LISTENER_FD_START + i, backlog: message.backlog })
     }
     this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
     this.heartbeat.unref()
@@ -329,7 +320,7 @@ export class Worker {
 /** The app loaded but a socket could not be served: the master reports a boot failure (exit 3). */
 function cannotListen(log: Logger, err: unknown): never {
   log.error(`worker ${process.env.SDSERVE_WORKER_ID ?? '?'}: cannot listen: ${(err as Error).message}`)
-  process.exit(3)
+  process.exit(ExitCode.WORKER_BOOT)
 }
 /* c8 ignore stop */
 

@@ -4,7 +4,6 @@ import path from 'node:path'
 import { NotifyError, type SystemError } from '../lib/errors.js'
 import { listenReusePort, pipe, socketInfo } from '../lib/native.js'
 import {
-  isValidFdName,
   monotonicUsec,
   Notifier,
   NOTIFY_MESSAGE_MAX,
@@ -350,14 +349,6 @@ t.test('oneLine', async (t) => {
   t.equal(oneLine('  x\r\n\r\ny\x00z\x7f'), 'x y z')
   t.equal(oneLine(''), '')
   t.equal(oneLine('plain'), 'plain')
-})
-
-t.test('isValidFdName', async (t) => {
-  for (const name of ['web', 'a', ' ', 'x'.repeat(255), 'with space', '~!@#$%^&*()-_=+[]{};\'"<>,./?|\\`'])
-    t.equal(isValidFdName(name), true, JSON.stringify(name))
-  for (const name of ['', 'a:b', ':', 'x'.repeat(256), 'a\nb', '\t', '\x7f', 'é', '\u2603'])
-    t.equal(isValidFdName(name), false, JSON.stringify(name))
-  t.equal(isValidFdName(42 as unknown as string), false, 'not a string')
 })
 
 t.test('monotonicUsec follows CLOCK_MONOTONIC in microseconds', async (t) => {
