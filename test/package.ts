@@ -138,8 +138,13 @@ for (const command of ['node', 'npm', 'npx', 'sh', 'sed', 'dirname', 'uname']) {
   const path = which(command)
   if (path !== undefined) symlinkSync(realpathSync(path), join(bin, command))
 }
+// How this machine reaches the registry (a proxy, a CA of its own): kept, as a user's machine keeps them.
+// Node's official binaries trust only their bundled CAs, so without NODE_EXTRA_CA_CERTS a TLS-inspecting
+// proxy's certificate fails every fetch.
+const NETWORK_VARS = ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy']
+const network = Object.fromEntries(NETWORK_VARS.flatMap((k) => (process.env[k] === undefined ? [] : [[k, process.env[k]]])))
 // What npm and sdserve see: no compiler on PATH, none of tap's hooks.
-const bareEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ PATH: bin, HOME: process.env.HOME, ...extra })
+const bareEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ PATH: bin, HOME: process.env.HOME, ...network, ...extra })
 
 async function install(t: Test, name: string, flags: string[]): Promise<{ app: string; output: string } | undefined> {
   if (tarball === undefined) {
@@ -205,7 +210,10 @@ t.test('pnpm 10 add of the tarball: pnpm runs no install script, the prebuild lo
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'with-pnpm', private: true }))
   writeFileSync(join(app, 'hello.mjs'), "export default (req, res) => res.end('hello from the tarball\\n')\n")
   const pnpm = join(tool, 'node_modules/pnpm/bin/pnpm.cjs')
-  const r = await run(t, join(bin, 'node'), [pnpm, 'add', '--store-dir', join(work, 'pnpm-store'), tarball], { cwd: app, env: bareEnv() })
+  // node-gyp-build comes from the registry (pnpm's store is new): a stalled fetch is given up and retried
+  // within 20 s rather than pnpm's 60 s, so that a hiccup of the registry does not outlast the run's bound.
+  const args = ['add', '--store-dir', join(work, 'pnpm-store'), '--fetch-timeout=20000', '--fetch-retries=5', tarball]
+  const r = await run(t, join(bin, 'node'), [pnpm, ...args], { cwd: app, env: bareEnv() }, 420_000)
   t.equal(r.code, 0, `pnpm add succeeds without a compiler:\n${r.output}`)
   t.match(r.output, /Ignored build scripts: sdserve/, "pnpm did not run sdserve's install script")
   await serve(t, app)
