@@ -7,27 +7,15 @@
  * arm64 binary under qemu-user.
  */
 import { spawnSync, type SpawnOptions } from 'node:child_process'
-import { accessSync, constants, cpSync, existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { delimiter, join } from 'node:path'
+import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t, { type Test } from 'tap'
+import { aptInstall, which } from './helpers/needs.js'
 import { settle, startReceiver } from './helpers/notify-receiver.js'
 import { freePort, get, root, shortTmp, spawnTracked, waitForOutput } from './helpers/proc.js'
 
 const prebuilds = ['linux-arm64/node.napi.glibc.node', 'linux-x64/node.napi.glibc.node', 'linux-x64/node.napi.musl.node']
-
-/** The full path of command on PATH, or undefined. */
-function which(command: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    try {
-      accessSync(join(dir, command), constants.X_OK)
-      return join(dir, command)
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined
-}
 
 interface Run {
   code: number | string
@@ -61,14 +49,7 @@ function needPackages(t: Test, needs: Record<string, string>): boolean {
     t.plan(0, `needs the Debian packages ${packages.join(' ')} (not root, so not installed here)`)
     return false
   }
-  // tap runs two test files at once: wait for the other's apt-get rather than fail.
-  const install = ['install', '-y', '-qq', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=300', ...packages]
-  let r = spawnSync('apt-get', install, { encoding: 'utf8', timeout: 600_000 })
-  if (r.status !== 0) {
-    spawnSync('apt-get', ['update', '-qq', '-o', 'DPkg::Lock::Timeout=300'], { encoding: 'utf8', timeout: 600_000 })
-    r = spawnSync('apt-get', install, { encoding: 'utf8', timeout: 600_000 })
-  }
-  if (r.status !== 0) throw new Error(`apt-get install ${packages.join(' ')} failed:\n${r.stdout}${r.stderr}`)
+  for (const pkg of packages) aptInstall(pkg)
   return true
 }
 

@@ -29,18 +29,24 @@ export interface NeedsOptions {
   install?: (pkg: string) => void
 }
 
-/** Whether cmd is an executable file in one of path's directories. */
-export function onPath(cmd: string, path: string): boolean {
-  return path.split(delimiter).some((dir) => {
-    if (dir === '') return false
+/** The full path of cmd, an executable file in one of path's directories, or undefined. */
+export function which(cmd: string, path = process.env.PATH ?? ''): string | undefined {
+  for (const dir of path.split(delimiter)) {
+    if (dir === '') continue
     const file = join(dir, cmd)
     try {
       accessSync(file, constants.X_OK)
-      return statSync(file).isFile()
+      if (statSync(file).isFile()) return file
     } catch {
-      return false
+      // not in this directory
     }
-  })
+  }
+  return undefined
+}
+
+/** Whether cmd is an executable file in one of path's directories. */
+export function onPath(cmd: string, path: string): boolean {
+  return which(cmd, path) !== undefined
 }
 
 function aptGet(args: string[]): { ok: boolean; output: string } {
