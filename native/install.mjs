@@ -4,10 +4,10 @@
 // it, once this has checked that what node-gyp needs is on PATH: a machine with
 // no compiler gets one message naming what is missing, not a wall of gyp ERR!.
 import { spawnSync } from 'node:child_process'
-import { accessSync, constants, existsSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { onPath } from './on-path.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const require = createRequire(import.meta.url)
@@ -22,18 +22,6 @@ if (process.env.npm_config_build_from_source !== 'true') {
   }
 }
 
-function found(command) {
-  const dirs = command.includes('/') ? [''] : (process.env.PATH ?? '').split(delimiter)
-  return dirs.some((dir) => {
-    try {
-      accessSync(join(dir, command), constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
-}
-
 // What node-gyp runs: python for gyp, make, $CC for the C files and $CXX to link them.
 const firstWord = (s) => s.trim().split(/\s+/)[0]
 const python = process.env.npm_config_python ?? process.env.PYTHON
@@ -43,7 +31,7 @@ const needs = [
   [`a C compiler (${firstWord(process.env.CC ?? 'cc')})`, [firstWord(process.env.CC ?? 'cc')]],
   [`a C++ compiler to link (${firstWord(process.env.CXX ?? 'g++')})`, [firstWord(process.env.CXX ?? 'g++')]],
 ]
-const missing = needs.filter(([, commands]) => !commands.some(found)).map(([what]) => what)
+const missing = needs.filter(([, commands]) => !commands.some((command) => onPath(command))).map(([what]) => what)
 if (missing.length > 0) {
   // The platform, arch and libc node-gyp-build matched prebuilds/ against.
   const arch = process.env.npm_config_arch ?? process.arch

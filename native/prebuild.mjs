@@ -6,10 +6,11 @@
 // README's design notes). Names follow node-gyp-build's matching:
 // prebuilds/<platform>-<arch>/node.napi.<libc>.node.
 import { spawnSync } from 'node:child_process'
-import { accessSync, constants, mkdirSync, renameSync, statSync } from 'node:fs'
+import { mkdirSync, renameSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { onPath } from './on-path.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const out = process.argv[2] ?? join(root, 'prebuilds')
@@ -34,17 +35,6 @@ const sources = ['native/socket.c', 'native/binding.c'].map((f) => join(root, f)
 function fail(message) {
   console.error(`prebuild: ${message}`)
   process.exit(1)
-}
-
-function onPath(command) {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, command), constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
 }
 
 function run(command, args) {
