@@ -2,7 +2,6 @@
  * The only importer of the C addon. Validates arguments, turns -errno results
  * into node-style system errors, and gives socket descriptions a typed shape.
  */
-import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { isIP } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -46,6 +45,11 @@ interface Addon {
 /** The package root: dist/lib/native.js -> ../.. */
 export const packageRoot = fileURLToPath(new URL('../..', import.meta.url))
 
+const require = createRequire(import.meta.url)
+// node-gyp-build's rule for this machine's libc, shared with native/install.mjs, which runs at
+// `npm install` before any TypeScript is built (so a plain CommonJS file in native/, not dist/).
+const { libc } = require('../../native/libc.cjs') as { libc: () => string }
+
 let addon: Addon | undefined
 
 /**
@@ -55,18 +59,14 @@ let addon: Addon | undefined
  */
 export function loadAddon(): Addon {
   if (addon !== undefined) return addon
-  const require = createRequire(import.meta.url)
   try {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => Addon
     addon = nodeGypBuild(packageRoot)
   } catch (cause) {
-    // node-gyp-build tells musl from glibc this way; LIBC overrides it.
-    /* c8 ignore next -- musl is found on Alpine only */
-    const libc = process.env.LIBC ?? (existsSync('/etc/alpine-release') ? 'musl' : 'glibc')
     const reason = (cause as Error).message.split('\n')[0]
     throw new NativeLoadError(
       `sdserve's native addon could not be loaded from ${packageRoot}: looked for build/Release/*.node and ` +
-        `prebuilds/linux-${process.arch}/*.node for ${libc}, and none loads: ${reason}. ` +
+        `prebuilds/linux-${process.arch}/*.node for ${libc()}, and none loads: ${reason}. ` +
         'Prebuilt binaries ship for linux-x64 (glibc and musl) and linux-arm64 (glibc); elsewhere build it with ' +
         '`npm rebuild sdserve` (needs python3, make, a C compiler and g++).',
       cause,

@@ -4,9 +4,9 @@
 // it, once this has checked that what node-gyp needs is on PATH: a machine with
 // no compiler gets one message naming what is missing, not a wall of gyp ERR!.
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { libc } from './libc.cjs'
 import { onPath } from './on-path.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -35,9 +35,8 @@ const missing = needs.filter(([, commands]) => !commands.some((command) => onPat
 if (missing.length > 0) {
   // The platform, arch and libc node-gyp-build matched prebuilds/ against.
   const arch = process.env.npm_config_arch ?? process.arch
-  const libc = process.env.LIBC ?? (existsSync('/etc/alpine-release') ? 'musl' : 'glibc')
   console.error(
-    `sdserve: no prebuilt native addon loads on ${process.platform}-${arch} (${libc}): ${reason}\n` +
+    `sdserve: no prebuilt native addon loads on ${process.platform}-${arch} (${libc()}): ${reason}\n` +
       `Building it from source needs what is not on PATH: ${missing.join(', ')}. ` +
       'Install them (Debian, Ubuntu: apt-get install python3 make gcc g++; Alpine: apk add python3 make gcc g++ musl-dev) ' +
       'and install sdserve again. Prebuilt addons ship for linux-x64 (glibc and musl) and linux-arm64 (glibc).',

@@ -100,7 +100,7 @@ t.test('npm run prebuild-native makes the prebuilds node-gyp-build picks', async
   const info = (JSON.parse(pack.output.slice(pack.output.indexOf('['))) as { filename: string; size: number; files: { path: string }[] }[])[0]!
   const files = info.files.map((f) => f.path)
   for (const file of prebuilds) t.ok(files.includes(`prebuilds/${file}`), `the tarball ships prebuilds/${file}`)
-  for (const file of ['native/install.mjs', 'native/on-path.mjs', 'native/socket.c', 'native/binding.c', 'native/sdserve.h', 'binding.gyp', 'dist/lib/cli.js'])
+  for (const file of ['native/install.mjs', 'native/libc.cjs', 'native/on-path.mjs', 'native/socket.c', 'native/binding.c', 'native/sdserve.h', 'binding.gyp', 'dist/lib/cli.js'])
     t.ok(files.includes(file), `and ${file}`)
   t.notOk(files.some((f) => f.startsWith('build/') || f === 'native/prebuild.mjs'), 'but no build/ and no prebuild script')
   // A size bound that catches an unstripped or stray binary, not a tight fit.
