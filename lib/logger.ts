@@ -61,6 +61,8 @@ export interface LoggerOptions {
    * stream (journalStderr()); never for a `write` function or a file path.
    */
   journal?: boolean
+  /** Put before every message, e.g. `worker 3: `: who speaks, said once for all of a process's lines. */
+  prefix?: string
 }
 
 export class Logger {
@@ -68,11 +70,13 @@ export class Logger {
   readonly format: LogFormat
   readonly journal: boolean
   readonly file: LogFile | undefined
+  readonly prefix: string
   private readonly write: (line: string) => void
 
   constructor(options: LoggerOptions = {}) {
     this.level = options.level ?? 'info'
     this.format = options.format ?? 'text'
+    this.prefix = options.prefix ?? ''
     const file = (this.file = options.file)
     if (options.write !== undefined) this.write = options.write
     else if (file !== undefined) this.write = (line) => file.write(line)
@@ -91,8 +95,9 @@ export class Logger {
     return RANK[level] >= RANK[this.level]
   }
 
-  private emit(level: LogLevel, message: string): void {
+  private emit(level: LogLevel, what: string): void {
     if (RANK[level] < RANK[this.level]) return
+    const message = this.prefix + what
     const time = new Date().toISOString()
     if (this.format === 'json') {
       const line = JSON.stringify({ time, pid: process.pid, level, message })
@@ -158,9 +163,11 @@ export class Logger {
 
 /**
  * The error log that --error-logfile ('-': stderr), --log-level and
- * --log-format describe; the master and every worker open their own.
+ * --log-format describe; the master and every worker open their own (a
+ * worker's with its prefix).
  */
-export function openErrorLog(settings: { file: string; level: LogLevel; format: LogFormat }): Logger {
+export function openErrorLog(settings: { file: string; level: LogLevel; format: LogFormat; prefix?: string }): Logger {
   const file = settings.file === '-' ? undefined : LogFile.open(settings.file, 'stderr')
-  return new Logger({ level: settings.level, format: settings.format, ...(file === undefined ? {} : { file }) })
+  const { level, format, prefix } = settings
+  return new Logger({ level, format, prefix, ...(file === undefined ? {} : { file }) })
 }

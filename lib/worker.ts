@@ -43,6 +43,11 @@ function stopAccepting(server: NetServer): void {
   Reflect.apply(NetServerClass.prototype.close, server, [])
 }
 
+/** What each line of a worker's error log starts with: which worker says it. */
+function logPrefix(): string {
+  return `worker ${process.env.SDSERVE_WORKER_ID ?? '?'}: `
+}
+
 function send(message: WorkerMessage): void {
   // The master may already be gone; a worker never dies of a failed report.
   if (process.connected) process.send?.(message, undefined, {}, () => undefined)
@@ -117,7 +122,7 @@ function proxyFront(http: Server, settings: ProxySettings, headerTimeoutMs: numb
   return createNetServer((socket: Socket) => {
     const peer = socketPeer(socket)
     if (peer === undefined || !allowed.allows(peer)) {
-      log.warn(`worker ${process.env.SDSERVE_WORKER_ID}: PROXY protocol header refused from ${describePeer(peer)}: not in --proxy-allow-ips`)
+      log.warn(`PROXY protocol header refused from ${describePeer(peer)}: not in --proxy-allow-ips`)
       socket.destroy()
       return
     }
@@ -130,7 +135,7 @@ function proxyFront(http: Server, settings: ProxySettings, headerTimeoutMs: numb
       },
       (err: unknown) => {
         // readProxyHeader has destroyed the connection: it costs only itself.
-        log.warn(`worker ${process.env.SDSERVE_WORKER_ID}: closed a connection from ${describePeer(peer)}: ${(err as Error).message}`)
+        log.warn(`closed a connection from ${describePeer(peer)}: ${(err as Error).message}`)
       },
     )
   })
@@ -144,7 +149,7 @@ function describePeer(peer: ReturnType<typeof socketPeer>): string {
 
 export class Worker {
   /** The error log: stderr until the boot message says what the master's is. */
-  log = new Logger()
+  log = new Logger({ prefix: logPrefix() })
   /** The HTTP servers, one per listening socket. */
   private servers: Server[] = []
   /** What listens on the sockets: the HTTP servers, or PROXY protocol front servers. */
@@ -169,12 +174,12 @@ export class Worker {
 
   async boot(message: BootMessage): Promise<void> {
     try {
-      this.log = openErrorLog(message.errorLog)
+      this.log = openErrorLog({ ...message.errorLog, prefix: logPrefix() })
       /* c8 ignore start -- a worker run as --user, which cannot record coverage (tested in test/worker.ts) */
     } catch (err) {
       // A worker run as --user may not be allowed to open the master's log file: stderr is still the journal's.
-      this.log = new Logger({ level: message.errorLog.level, format: message.errorLog.format })
-      this.log.warn(`worker ${process.env.SDSERVE_WORKER_ID}: cannot open the error log, writing to stderr: ${(err as Error).message}`)
+      this.log = new Logger({ level: message.errorLog.level, format: message.errorLog.format, prefix: logPrefix() })
+      this.log.warn(`cannot open the error log, writing to stderr: ${(err as Error).message}`)
     }
     /* c8 ignore stop */
     let target: AppTarget
@@ -247,10 +252,10 @@ export class Worker {
   /** USR1 (logrotate): reopen the access and error logs; a failure is reported, never fatal. */
   reopenLogs(): void {
     this.accessFile?.reopen().catch((err: unknown) => {
-      this.log.error(`worker ${process.env.SDSERVE_WORKER_ID}: cannot reopen the access log: ${(err as Error).message}`)
+      this.log.error(`cannot reopen the access log: ${(err as Error).message}`)
     })
     void this.log.file?.reopen().catch((err: unknown) => {
-      this.log.error(`worker ${process.env.SDSERVE_WORKER_ID}: cannot reopen the error log: ${(err as Error).message}`)
+      this.log.error(`cannot reopen the error log: ${(err as Error).message}`)
     })
   }
 
@@ -319,7 +324,7 @@ export class Worker {
 /* c8 ignore start -- listen({ fd }) on a socket the master checked fails only when out of resources */
 /** The app loaded but a socket could not be served: the master reports a boot failure (exit 3). */
 function cannotListen(log: Logger, err: unknown): never {
-  log.error(`worker ${process.env.SDSERVE_WORKER_ID ?? '?'}: cannot listen: ${(err as Error).message}`)
+  log.error(`cannot listen: ${(err as Error).message}`)
   process.exit(ExitCode.WORKER_BOOT)
 }
 /* c8 ignore stop */

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { ConfigError } from '../lib/errors.js'
 import { LogFile } from '../lib/log-file.js'
-import { journalStderr, Logger, parseLogLevel, type LoggerOptions, type LogLevel } from '../lib/logger.js'
+import { journalStderr, Logger, openErrorLog, parseLogLevel, type LoggerOptions, type LogLevel } from '../lib/logger.js'
 import { root, shortTmp, spawnTracked } from './helpers/proc.js'
 
 const LOGGER_URL = pathToFileURL(join(root, 'dist/lib/logger.js')).href
@@ -86,6 +86,30 @@ t.test('journal: every line starts with the sd-daemon priority', async (t) => {
   const json = capture({ journal: true, format: 'json' })
   json.log.warn('careful')
   t.match(json.lines[0], /^<4>\{"time":"[^"]+","pid":\d+,"level":"warning","message":"careful"\}\n$/)
+})
+
+t.test('a prefix starts every message: text, json and journal lines alike', async (t) => {
+  t.equal(capture().log.prefix, '', 'none by default')
+  const text = capture({ prefix: 'worker 3: ', journal: true })
+  t.equal(text.log.prefix, 'worker 3: ')
+  text.log.warn('careful')
+  text.log.error('Error: boom\n    at a (x.js:1:1)')
+  t.match(text.lines[0], /^<4>\[[^\]]+\] \[\d+\] \[WARNING\] worker 3: careful\n$/)
+  t.match(text.lines[1], /^<3>\[[^\]]+\] \[\d+\] \[ERROR\] worker 3: Error: boom\n<3> {4}at a \(x.js:1:1\)\n$/, 'once, on the first line')
+  const json = capture({ prefix: 'worker 3: ', format: 'json' })
+  json.log.info('up')
+  t.equal((JSON.parse(json.lines[0]!) as { message: string }).message, 'worker 3: up', "in json, part of the message")
+})
+
+t.test('openErrorLog: a file, a level, a format and a prefix', async (t) => {
+  const path = join(shortTmp(t), 'error.log')
+  const log = openErrorLog({ file: path, level: 'warning', format: 'text', prefix: 'worker 2: ' })
+  log.info('dropped')
+  log.warn('kept')
+  await log.close()
+  t.match(readFileSync(path, 'utf8'), /^\[[^\]]+\] \[\d+\] \[WARNING\] worker 2: kept\n$/)
+  const stderr = openErrorLog({ file: '-', level: 'debug', format: 'json' })
+  t.same([stderr.file, stderr.level, stderr.format, stderr.prefix], [undefined, 'debug', 'json', ''], "'-' is stderr; no prefix by default")
 })
 
 t.test('journalStderr: JOURNAL_STREAM must match the fd device and inode', async (t) => {

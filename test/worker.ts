@@ -10,7 +10,7 @@ import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { cli, freePort, get, getWhenUp, load, root, shortTmp, spawnTracked, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
 import type { IncomingMessage } from 'node:http'
-import { refusal } from '../lib/worker.js'
+import { refusal, Worker } from '../lib/worker.js'
 import { startNginx } from './helpers/nginx.js'
 import { needs } from './helpers/needs.js'
 
@@ -138,6 +138,18 @@ t.test('refusal(): 414, 431 for too many or too long fields, else nothing', asyn
   t.equal(refusal(req('/', ['Host', 'x', 'A', 'b', 'C', 'd']), limits), 431, 'three fields')
   t.equal(refusal(req('/', ['Host', 'xxxxxxx']), limits), 431, 'a field of 13 bytes')
   t.equal(refusal(req('/', ['Host', 'xxxxxxx']), { ...limits, fieldSize: 0 }), undefined, 'no field size limit')
+})
+
+t.test("a worker's error log lines start with which worker it is", async (t) => {
+  const id = process.env.SDSERVE_WORKER_ID
+  t.teardown(() => {
+    if (id === undefined) delete process.env.SDSERVE_WORKER_ID
+    else process.env.SDSERVE_WORKER_ID = id
+  })
+  process.env.SDSERVE_WORKER_ID = '7'
+  t.equal(new Worker().log.prefix, 'worker 7: ', 'SDSERVE_WORKER_ID, as the master sets it')
+  delete process.env.SDSERVE_WORKER_ID
+  t.equal(new Worker().log.prefix, 'worker ?: ', 'a process the master did not start')
 })
 
 t.test('the limits can be raised', async (t) => {
