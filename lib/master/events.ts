@@ -1,0 +1,31 @@
+/**
+ * What a Master emits. The first four are for library users; the lifecycle
+ * events after them are what the systemd reporter (and anyone else who
+ * wants to follow the master) hooks into.
+ */
+import type { Phase } from './phase.js'
+
+export interface MasterEvents {
+  /** Every worker of the first generation listens. */
+  ready: [{ generation: number; workers: number }]
+  /** A reload finished: the new generation serves (ok), or the old one still does (error says why). */
+  reload: [{ ok: boolean; generation: number; error?: string }]
+  'worker-exit': [{ id: number; pid: number; generation: number; code: number | null; signal: string | null }]
+  /** The master has stopped; code is its exit status. */
+  stopped: [{ code: number }]
+
+  phase: [{ phase: Phase; previous: Phase }]
+  /** A generation's workers were spawned; they have timeoutMs to listen. first: the start's generation. */
+  booting: [{ generation: number; workers: number; timeoutMs: number; first: boolean }]
+  /** A reload begins; it will start this generation. */
+  reloading: [{ generation: number }]
+  /** Something a status line shows has changed (workers, requests). */
+  status: []
+  /** A binary upgrade begins. */
+  upgrading: []
+  'upgrade-failed': [{ error: string }]
+  /** A stop begins: workers drain (graceful, within timeoutMs) or exit now. */
+  stopping: [{ graceful: boolean; workers: number; timeoutMs: number }]
+  /** The start failed; the master cleans up and start() rejects with this error. */
+  failed: [{ error: Error }]
+}

@@ -1,0 +1,45 @@
+/**
+ * The operating-system calls the master's parts make that a test needs to
+ * control (tableflip's env.go): starting a process, the clock, and timers.
+ * The parts take a Runtime; production passes SYSTEM, a test a fake whose
+ * processes are EventEmitters and whose time moves when the test says.
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+
+export interface Timer {
+  clear(): void
+}
+
+export interface Runtime {
+  spawn(command: string, args: readonly string[], options: SpawnOptions): ChildProcess
+  /** Milliseconds, for ages and deadlines (Date.now()). */
+  now(): number
+  /**
+   * Call fn once after ms. A watchdog timer (a backstop, a boot deadline) is
+   * unref'd: it must not keep a master alive that has nothing else to do. A
+   * timer that is the next step (a respawn after backoff) keeps it alive.
+   */
+  after(ms: number, fn: () => void, keepsAlive?: boolean): Timer
+  /** Call fn every ms; never keeps the process alive. */
+  every(ms: number, fn: () => void): Timer
+}
+
+export const SYSTEM: Runtime = {
+  spawn: (command, args, options) => spawn(command, args, options),
+  now: () => Date.now(),
+  after(ms, fn, keepsAlive = false) {
+    const t = setTimeout(fn, ms)
+    if (!keepsAlive) t.unref()
+    return { clear: () => clearTimeout(t) }
+  },
+  every(ms, fn) {
+    const t = setInterval(fn, ms)
+    t.unref()
+    return { clear: () => clearInterval(t) }
+  },
+}
+
+/** A promise that resolves after ms on the runtime's clock. */
+export function sleep(rt: Runtime, ms: number): Promise<void> {
+  return new Promise((resolve) => rt.after(ms, resolve, true))
+}
