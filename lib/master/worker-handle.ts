@@ -65,8 +65,7 @@ export class WorkerHandle {
     this.id = boot.id
     this.generation = boot.generation
     this.app = boot.app
-    /* c8 ignore next -- pid is undefined only when spawn() itself failed (out of memory or pids) */
-    this.pid = child.pid ?? 0
+    this.pid = child.pid ?? 0 // undefined when spawn() itself failed (out of memory or pids)
     this.lastBeat = rt.now()
     this.booted = new Promise<void>((resolve, reject) => {
       this.settleBoot = (err) => (err === undefined ? resolve() : reject(err))
@@ -77,7 +76,6 @@ export class WorkerHandle {
     child.on('message', (message: unknown) => {
       if (isOurs(message)) this.onMessage(message as WorkerMessage)
     })
-    /* c8 ignore next -- spawning or signalling process.execPath fails only when out of memory or pids */
     child.on('error', (err) => this.log.error(`worker ${this.id}: ${err.message}`))
     child.on('close', (code, signal) => {
       for (const t of this.timers) t.clear()
