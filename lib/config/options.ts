@@ -1,0 +1,444 @@
+/**
+ * Every option sdserve has, in one table (as gunicorn's config.py has one
+ * Setting per option): its Config field, its flags, its line in --help, its
+ * default and its validator. Everything else about options is derived from
+ * the table: the Config type, DEFAULTS, OPTIONS (which --help and the
+ * command-line parser read), VALIDATORS and formatConfig (--print-config).
+ * Adding an option is adding one entry here (and to the README's table).
+ */
+
+import { availableParallelism } from 'node:os'
+import { DEFAULT_BACKLOG } from '../binds.js'
+import { allowList, binds, bool, integer, mode, nonEmptyString, oneOf, seconds, type Validator } from './validators.js'
+
+/** The largest number of workers sdserve accepts. */
+export const MAX_WORKERS = 1024
+/** The largest duration (timeout, gracefulTimeout, keepAlive) in seconds: one day. */
+export const MAX_SECONDS = 86400
+
+/** One option: V is what its validator returns, D its default (undefined: unset unless given). */
+export interface OptionDef<V, D> {
+  /** The long flag, without `--`. */
+  flag: string
+  /** The one-letter flag, without `-`. */
+  short?: string
+  /** The value's placeholder in --help ('' for a switch). */
+  meta: string
+  /** Repeatable (each use adds a value). */
+  multiple?: boolean
+  /** A switch that takes no value (--proxy-protocol). */
+  boolean?: boolean
+  /** One line for --help. */
+  help: string
+  /** The value when no source gives one. */
+  default: D
+  /** The default as --help shows it; String(default) if not given. */
+  defaultText?: string
+  /** Converts and checks a value from any source. */
+  validate: Validator<V>
+  /** The value as --print-config shows it (before undefined becomes null); the value itself if not given. */
+  print?(value: NoInfer<V | D>): unknown
+}
+
+/**
+ * An entry of the table. Its value type V is inferred from the validator
+ * alone (not widened by the default), and the default is either a V or
+ * undefined (the option is unset unless given).
+ */
+function option<V>(def: OptionDef<V, NoInfer<V>>): OptionDef<V, V>
+function option<V>(def: OptionDef<V, undefined>): OptionDef<V, undefined>
+function option<V>(def: OptionDef<V, V | undefined>): OptionDef<V, V | undefined> {
+  return def
+}
+
+/** A mode as --print-config shows it: "0o022". */
+function octal(n: number | undefined): string | undefined {
+  return n === undefined ? undefined : `0o${n.toString(8).padStart(3, '0')}`
+}
+
+/** One worker per CPU core, within 1..MAX_WORKERS. */
+const PER_CORE = Math.min(Math.max(availableParallelism(), 1), MAX_WORKERS)
+const SECONDS = `a number of seconds from 0 to ${MAX_SECONDS}`
+const ALLOW_LOCAL = '127.0.0.1,::1,unix'
+
+/**
+ * Every option but `app`, keyed by its Config field, in --help order. Each
+ * entry's comment documents that Config field.
+ */
+export const OPTION_TABLE = {
+  /**
+   * Worker processes (-w). Default: one per CPU core
+   * (os.availableParallelism()). gunicorn defaults to 1 because its default
+   * workers are synchronous and one per core is the usual advice for them; a
+   * Node worker is event-driven and serves many connections at once, so one
+   * per core uses the machine without oversubscribing it.
+   */
+  workers: option({
+    flag: 'workers',
+    short: 'w',
+    meta: 'N',
+    help: `worker processes, 1 to ${MAX_WORKERS}`,
+    default: PER_CORE,
+    defaultText: `${PER_CORE}, one per CPU core`,
+    validate: integer(1, MAX_WORKERS, `an integer from 1 to ${MAX_WORKERS}`),
+  }),
+  /** Bind specs (-b, repeatable). Empty: every inherited socket, or DEFAULT_BIND without LISTEN_FDS. */
+  bind: option({
+    flag: 'bind',
+    short: 'b',
+    meta: 'SPEC',
+    multiple: true,
+    help: 'listen on SPEC; repeatable',
+    // Frozen: DEFAULTS is shared by every configuration.
+    default: Object.freeze([]) as unknown as string[],
+    defaultText: "systemd's sockets, else 127.0.0.1:8000",
+    validate: binds,
+  }),
+  /** How connections reach workers: one shared socket, or one SO_REUSEPORT socket per worker (TCP binds). */
+  balance: option({
+    flag: 'balance',
+    meta: 'MODE',
+    help: 'shared (one socket) or reuse-port (SO_REUSEPORT, per worker)',
+    default: 'shared',
+    validate: oneOf(['shared', 'reuse-port'] as const),
+  }),
+  /** Listen backlog of every socket (listen(2) is called again on inherited ones too). */
+  backlog: option({
+    flag: 'backlog',
+    meta: 'N',
+    help: "listen backlog of every socket, systemd's included, 1 to 65535",
+    default: DEFAULT_BACKLOG,
+    validate: integer(1, 65535, 'an integer from 1 to 65535'),
+  }),
+  /** Seconds a worker may go without a heartbeat (event loop blocked) before it is killed; 0 disables. Also bounds a worker's boot. */
+  timeout: option({
+    flag: 'timeout',
+    short: 't',
+    meta: 'SECONDS',
+    help: 'kill a worker blocked this long (a boot gets at least 10 s); 0: never',
+    default: 30,
+    validate: seconds(MAX_SECONDS, `${SECONDS} (0 disables)`),
+  }),
+  /** Seconds workers get to finish in-flight requests on stop and reload before they are killed. */
+  gracefulTimeout: option({
+    flag: 'graceful-timeout',
+    meta: 'SECONDS',
+    help: 'time to finish requests on stop and reload',
+    default: 30,
+    validate: seconds(MAX_SECONDS, SECONDS),
+  }),
+  /** Seconds an idle keep-alive connection is kept open. */
+  keepAlive: option({
+    flag: 'keep-alive',
+    meta: 'SECONDS',
+    help: 'idle keep-alive connection timeout; 0: no keep-alive',
+    default: 5,
+    validate: seconds(MAX_SECONDS, `${SECONDS} (0 disables keep-alive)`),
+  }),
+  /** Requests after which a worker is replaced; 0 disables. */
+  maxRequests: option({
+    flag: 'max-requests',
+    meta: 'N',
+    help: 'replace a worker after N requests; 0: never',
+    default: 0,
+    validate: integer(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer (0 disables)'),
+  }),
+  /** A random 0..maxRequestsJitter added to maxRequests per worker, so workers do not all recycle at once. */
+  maxRequestsJitter: option({
+    flag: 'max-requests-jitter',
+    meta: 'N',
+    help: 'add a random 0..N to --max-requests per worker',
+    default: 0,
+    validate: integer(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer'),
+  }),
+  /** Pid file of the master. */
+  pid: option({
+    flag: 'pid',
+    short: 'p',
+    meta: 'FILE',
+    help: "write the master's pid to FILE",
+    default: undefined,
+    defaultText: 'none',
+    validate: nonEmptyString('a non-empty file path'),
+  }),
+  /** The config file this configuration was read from, if any. */
+  config: option({
+    flag: 'config',
+    short: 'c',
+    meta: 'FILE',
+    help: 'read options from FILE: .js, .mjs, .cjs or .json',
+    default: undefined,
+    defaultText: './sdserve.config.{js,mjs,json}',
+    validate: nonEmptyString('a non-empty file path'),
+  }),
+  /** Directory to change to before loading the app. */
+  chdir: option({
+    flag: 'chdir',
+    meta: 'DIR',
+    help: 'change to DIR before loading the app',
+    default: undefined,
+    defaultText: 'none',
+    validate: nonEmptyString('a non-empty directory path'),
+  }),
+  /** Workers run as this user (name or uid); needs root. */
+  user: option({
+    flag: 'user',
+    short: 'u',
+    meta: 'USER',
+    help: 'run workers as USER (name or uid); needs root',
+    default: undefined,
+    defaultText: "the master's",
+    validate: nonEmptyString('a non-empty user name or uid'),
+  }),
+  /** Workers run as this group (name or gid); needs root. */
+  group: option({
+    flag: 'group',
+    short: 'g',
+    meta: 'GROUP',
+    help: 'run workers as GROUP (name or gid); needs root',
+    default: undefined,
+    defaultText: "USER's",
+    validate: nonEmptyString('a non-empty group name or gid'),
+  }),
+  /** File mode creation mask of the master and workers, e.g. 0o022. */
+  umask: option({
+    flag: 'umask',
+    short: 'm',
+    meta: 'MODE',
+    help: 'umask (octal, e.g. 022) of the master and workers',
+    default: undefined,
+    defaultText: 'inherited',
+    validate: mode,
+    print: octal,
+  }),
+  /** Mode of UNIX socket files sdserve creates, e.g. 0o660. */
+  unixSocketMode: option({
+    flag: 'unix-socket-mode',
+    meta: 'MODE',
+    help: 'mode (octal, e.g. 660) of UNIX sockets sdserve creates',
+    default: undefined,
+    defaultText: 'from the umask',
+    validate: mode,
+    print: octal,
+  }),
+  /** Owner of UNIX socket files sdserve creates: `user`, `user:group` or `:group`. */
+  unixSocketOwner: option({
+    flag: 'unix-socket-owner',
+    meta: 'OWNER',
+    help: 'owner of those sockets: USER, USER:GROUP or :GROUP',
+    default: undefined,
+    defaultText: 'the master',
+    validate: nonEmptyString('a non-empty owner: USER, USER:GROUP or :GROUP'),
+  }),
+  /** Seconds a client may take to send the request headers (slow clients get 408); 0 disables. */
+  headersTimeout: option({
+    flag: 'headers-timeout',
+    meta: 'SECONDS',
+    help: 'a client must send its request headers within this (408); 0 disables',
+    default: 10,
+    validate: seconds(MAX_SECONDS, `${SECONDS} (0 disables)`),
+  }),
+  /** Seconds a client may take to send the whole request; 0 disables. */
+  requestTimeout: option({
+    flag: 'request-timeout',
+    meta: 'SECONDS',
+    help: 'a client must send its whole request within this (408); 0 disables',
+    default: 300,
+    validate: seconds(MAX_SECONDS, `${SECONDS} (0 disables)`),
+  }),
+  /** Longest request line (method, target, version) in bytes; longer gets 414. 0: only Node's header size limit. */
+  limitRequestLine: option({
+    flag: 'limit-request-line',
+    meta: 'BYTES',
+    help: 'longest request line (414); 0: only the 16 KiB header limit',
+    default: 4094,
+    validate: integer(0, 65536, 'an integer from 0 to 65536'),
+  }),
+  /** Most header fields in a request; more gets 431. */
+  limitRequestFields: option({
+    flag: 'limit-request-fields',
+    meta: 'N',
+    help: 'most header fields in a request (431), 1 to 32768',
+    default: 100,
+    validate: integer(1, 32768, 'an integer from 1 to 32768'),
+  }),
+  /** Longest header field (name and value) in bytes; longer gets 431. */
+  limitRequestFieldSize: option({
+    // gunicorn's spelling, underscore and all.
+    flag: 'limit-request-field_size',
+    meta: 'BYTES',
+    help: 'longest header field, name and value (431); 0: no limit of its own',
+    default: 8190,
+    validate: integer(0, 65536, 'an integer from 0 to 65536'),
+  }),
+  /** Most simultaneous connections per worker; 0: no limit. Node closes connections beyond it. */
+  workerConnections: option({
+    flag: 'worker-connections',
+    meta: 'N',
+    help: 'most connections a worker holds at once; 0: no limit',
+    default: 0,
+    defaultText: 'no limit',
+    validate: integer(0, 1048576, 'an integer from 0 to 1048576 (0: no limit)'),
+  }),
+  /** Where the access log goes: a file path or '-' for stdout; undefined: no access log. */
+  accessLogfile: option({
+    flag: 'access-logfile',
+    meta: 'FILE',
+    help: "access log: a file, or '-' for stdout",
+    default: undefined,
+    defaultText: 'none',
+    validate: nonEmptyString("a file path or '-'"),
+  }),
+  /** gunicorn's access log format (%(h)s, %({header}i)s, ...). */
+  accessLogformat: option({
+    flag: 'access-logformat',
+    meta: 'FORMAT',
+    help: "access log format, gunicorn's %(atom)s syntax",
+    default: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+    defaultText: "gunicorn's",
+    validate: nonEmptyString('a non-empty access log format'),
+  }),
+  /** Where the error log (sdserve's own lines) goes: a file path or '-' for stderr. */
+  errorLogfile: option({
+    flag: 'error-logfile',
+    meta: 'FILE',
+    help: "sdserve's own log: a file, or '-' for stderr",
+    default: '-',
+    validate: nonEmptyString("a file path or '-'"),
+  }),
+  /** Lowest level logged: debug, info, warning, error, critical. */
+  logLevel: option({
+    flag: 'log-level',
+    meta: 'LEVEL',
+    help: 'debug, info, warning, error or critical',
+    default: 'info',
+    validate: oneOf(['debug', 'info', 'warning', 'error', 'critical'] as const),
+  }),
+  /** Error log lines as text or JSON. */
+  logFormat: option({
+    flag: 'log-format',
+    meta: 'FORMAT',
+    help: 'text, or json for one JSON object per line',
+    default: 'text',
+    validate: oneOf(['text', 'json'] as const),
+  }),
+  /** Peers whose X-Forwarded-* and Forwarded headers are believed: addresses, CIDR ranges, `unix`, or '*'. */
+  forwardedAllowIps: option({
+    flag: 'forwarded-allow-ips',
+    meta: 'LIST',
+    help: "peers whose X-Forwarded-*/Forwarded are believed: IPs, CIDRs, unix, or '*'",
+    default: ALLOW_LOCAL,
+    defaultText: `$FORWARDED_ALLOW_IPS, else ${ALLOW_LOCAL}`,
+    validate: allowList,
+  }),
+  /** What happens to forwarded headers from a peer that is not trusted: removed (default) or passed on. */
+  untrustedForwarded: option({
+    flag: 'untrusted-forwarded',
+    meta: 'WHAT',
+    help: 'forwarded headers from other peers: strip (remove) or keep',
+    default: 'strip',
+    validate: oneOf(['strip', 'keep'] as const),
+  }),
+  /** Expect a PROXY protocol (v1 or v2) header at the start of every connection. */
+  proxyProtocol: option({
+    flag: 'proxy-protocol',
+    meta: '',
+    boolean: true,
+    help: 'expect a PROXY protocol v1/v2 header on every connection',
+    default: false,
+    defaultText: 'off',
+    validate: bool,
+  }),
+  /** Peers allowed to send a PROXY protocol header. */
+  proxyAllowIps: option({
+    flag: 'proxy-allow-ips',
+    meta: 'LIST',
+    help: 'peers allowed to send a PROXY protocol header',
+    default: ALLOW_LOCAL,
+    validate: allowList,
+  }),
+}
+
+type Table = typeof OPTION_TABLE
+
+/** Every option's value: what its validator returns, or its default (undefined for an option unset by default). */
+export type OptionValues = { [K in keyof Table]: ReturnType<Table[K]['validate']> | Table[K]['default'] }
+
+/** A configuration: every option, and the app. */
+export interface Config extends OptionValues {
+  /** The application: `path/to/app.js`, `app.js:name`, or `app.js:factory()`. */
+  app: string
+}
+
+export type Balance = Config['balance']
+
+/** The table's entries with the types of their values forgotten, for code that treats every option alike. */
+const ENTRIES = Object.entries(OPTION_TABLE) as Array<[keyof Table, OptionDef<unknown, unknown>]>
+
+/** Every option's default. `app` has none: it must be given. */
+export const DEFAULTS: Readonly<Omit<Config, 'app'>> = Object.freeze(
+  Object.fromEntries(ENTRIES.map(([key, o]) => [key, o.default])) as unknown as Omit<Config, 'app'>,
+)
+
+/** A command-line option that sets a Config field. */
+export interface OptionInfo {
+  /** The Config field. */
+  key: Exclude<keyof Config, 'app'>
+  /** The long flag, without `--`. */
+  flag: string
+  /** The one-letter flag, without `-`. */
+  short?: string
+  /** The value's placeholder in --help. */
+  meta: string
+  /** Repeatable (each use adds a value). */
+  multiple?: boolean
+  /** A switch that takes no value (--proxy-protocol). */
+  boolean?: boolean
+  /** One line for --help. */
+  help: string
+  /** The default, as --help shows it. */
+  defaultText: string
+}
+
+/** Every option flag, in --help order. */
+export const OPTIONS: readonly OptionInfo[] = ENTRIES.map(([key, o]) => ({
+  key,
+  flag: o.flag,
+  ...(o.short === undefined ? {} : { short: o.short }),
+  meta: o.meta,
+  ...(o.multiple === undefined ? {} : { multiple: o.multiple }),
+  ...(o.boolean === undefined ? {} : { boolean: o.boolean }),
+  help: o.help,
+  defaultText: o.defaultText ?? String(o.default),
+}))
+
+/** Every Config field's validator. */
+export const VALIDATORS: { readonly [K in keyof Config]-?: Validator<Config[K]> } = {
+  app: nonEmptyString('a non-empty app spec: path/to/app.js, app.js:name or app.js:factory()'),
+  ...(Object.fromEntries(ENTRIES.map(([key, o]) => [key, o.validate])) as { [K in keyof Table]: Validator<OptionValues[K]> }),
+}
+
+/** Every option key, as config files spell them. */
+export const OPTION_KEYS = Object.keys(VALIDATORS) as Array<keyof Config>
+
+/** Whether key is a Config field (own keys only: "toString" is not). */
+export function isOptionKey(key: string): key is keyof Config {
+  return Object.hasOwn(VALIDATORS, key)
+}
+
+const BY_KEY: ReadonlyMap<string, OptionDef<unknown, unknown>> = new Map(ENTRIES)
+
+/** A Config as JSON for --print-config: keys sorted, unset options null, modes as octal strings ("0o022"). */
+export function formatConfig(config: Config): string {
+  const shown = (key: string, value: unknown): unknown => {
+    const o = BY_KEY.get(key)
+    return (o?.print === undefined ? value : o.print(value)) ?? null
+  }
+  const values: Record<string, unknown> = { ...config }
+  const sorted = Object.fromEntries(
+    Object.keys(values)
+      .sort()
+      .map((k) => [k, shown(k, values[k])]),
+  )
+  return `${JSON.stringify(sorted, null, 2)}\n`
+}
