@@ -191,7 +191,7 @@ t.test('USR2 after the config file changed --balance: the old slot sockets are c
 })
 
 t.test('USR2 refused while a reload runs and while stopping', async (t) => {
-  const s = await start(t)
+  const s = await start(t, ['--boot-timeout', '2'])
   s.setVersion('hang') // the reload's workers never finish booting
   s.child.kill('SIGHUP')
   await waitForOutput(s.child, /\] reloading\n/)

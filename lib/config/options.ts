@@ -115,9 +115,23 @@ export const OPTION_TABLE = {
     flag: 'timeout',
     short: 't',
     meta: 'SECONDS',
-    help: 'kill a worker blocked this long (a boot gets at least 10 s); 0: never',
+    help: 'kill a worker blocked this long; 0: never',
     default: 30,
     validate: seconds(MAX_SECONDS, `${SECONDS} (0 disables)`),
+  }),
+  /**
+   * Seconds a worker may take to boot (load the app and listen) before it is
+   * killed, as Puma's worker_boot_timeout. Unset: --timeout, but at least
+   * 10 s (loading an app blocks the event loop legitimately, and a busy
+   * machine loads slowly), or 30 s with --timeout 0.
+   */
+  bootTimeout: option({
+    flag: 'boot-timeout',
+    meta: 'SECONDS',
+    help: 'kill a worker that has not listened after this long',
+    default: undefined,
+    defaultText: '--timeout, at least 10',
+    validate: seconds(MAX_SECONDS, `a number of seconds above 0, at most ${MAX_SECONDS}`, true),
   }),
   /** Seconds workers get to finish in-flight requests on stop and reload before they are killed. */
   gracefulTimeout: option({

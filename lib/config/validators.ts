@@ -28,10 +28,10 @@ export function integer(min: number, max: number, expected: string): Validator<n
 }
 
 /** A number of seconds from 0 to max; strings like "30" or "2.5" (not ".5", "5." or "1e3"). */
-export function seconds(max: number, expected: string): Validator<number> {
+export function seconds(max: number, expected: string, positive = false): Validator<number> {
   return (value, name) => {
     const n = typeof value === 'string' && DECIMAL.test(value) ? Number(value) : value
-    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > max) throw new ConfigError(name, value, expected)
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || (positive && n === 0) || n > max) throw new ConfigError(name, value, expected)
     return n
   }
 }

@@ -157,20 +157,19 @@ export class Master extends EventEmitter<MasterEvents> {
   private async serveFirst(upgradedFrom: number | undefined): Promise<void> {
     this.log.info(`sdserve ${version()} master ${process.pid}: listening on ${this.sockets.text}`)
     const generation = await this.bootGeneration(true)
+    if (upgradedFrom !== undefined && !this.halted) {
+      this.log.info(`binary upgrade: serving; telling the old master (pid ${upgradedFrom})`)
+      await reportServing()
+    }
     if (this.halted) return
     this.workers.promote(generation)
     this.monitor = this.rt.every(Math.min(1000, this.timings.heartbeatMs), () => {
       this.workers.check()
       this.emit('status')
     })
-    if (upgradedFrom !== undefined) {
-      this.log.info(`binary upgrade: serving; telling the old master (pid ${upgradedFrom})`)
-      await reportServing()
-      if (this.halted) return
-    }
     this.enter('serving')
     this.emit('ready', { generation, workers: this.config.workers })
-    this.workers.reconcile() // a TTIN or TTOU during the start
+    this.workers.reconcile() // a TTIN or TTOU during the start, or a worker lost meanwhile
   }
 
   /** Start a generation of config.workers and make it the serving one once every worker listens. */
@@ -188,7 +187,7 @@ export class Master extends EventEmitter<MasterEvents> {
    */
   reload(): Promise<boolean> {
     const r = this.ask('reload', 'reload')
-    if (r === 'queue') return this.reloads.queue() ?? Promise.resolve(false)
+    if (r === 'queue') return this.reloads.queue()
     if (r !== 'run') return Promise.resolve(false)
     this.enter('reloading')
     return this.reloads.run(

@@ -13,9 +13,10 @@ export class ReloadQueue {
     return this.running
   }
 
-  /** Queue a reload behind the running one. */
-  queue(): Promise<boolean> | undefined {
-    if (this.running !== undefined) this.again = true
+  /** Queue a reload behind the running one (none runs: there is nothing to do, false). */
+  queue(): Promise<boolean> {
+    if (this.running === undefined) return Promise.resolve(false)
+    this.again = true
     return this.running
   }
 

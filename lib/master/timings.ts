@@ -48,7 +48,7 @@ export const BACKSTOP_MS = { graceful: 1000, fast: 2000 }
 
 const ms = (seconds: number): number => Math.round(seconds * 1000)
 
-export function timingsOf(config: Pick<Config, 'timeout' | 'gracefulTimeout' | 'keepAlive' | 'headersTimeout' | 'requestTimeout'> & { bootTimeout?: number | undefined }): Timings {
+export function timingsOf(config: Pick<Config, 'timeout' | 'bootTimeout' | 'gracefulTimeout' | 'keepAlive' | 'headersTimeout' | 'requestTimeout'>): Timings {
   const timeoutMs = ms(config.timeout)
   const bootMs =
     config.bootTimeout !== undefined ? ms(config.bootTimeout) : timeoutMs > 0 ? Math.max(timeoutMs, BOOT_FLOOR_MS) : BOOT_UNLIMITED_TIMEOUT_MS

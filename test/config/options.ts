@@ -5,7 +5,7 @@ import { OPTION_TABLE, VALIDATORS, isOptionKey } from '../../lib/config/options.
 /** True when A and B are each assignable to the other (an optional field is not the same as `| undefined`). */
 type Equal<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
 
-/** The Config interface as it was written out by hand before it was derived from the table. */
+/** The Config interface as it was written out by hand before it was derived from the table (and bootTimeout since). */
 interface Expected {
   app: string
   workers: number
@@ -13,6 +13,7 @@ interface Expected {
   balance: 'shared' | 'reuse-port'
   backlog: number
   timeout: number
+  bootTimeout: number | undefined
   gracefulTimeout: number
   keepAlive: number
   maxRequests: number

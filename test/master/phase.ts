@@ -24,7 +24,7 @@ t.test('the table', async (t) => {
 
 t.test('reloads: one at a time, any number queued meanwhile fold into one more, unless stopped', async (t) => {
   const q = new ReloadQueue()
-  t.equal(q.queue(), undefined, 'nothing runs: nothing to queue behind')
+  t.equal(await q.queue(), false, 'nothing runs: nothing to queue behind')
   let runs = 0
   let go = true
   let done = 0

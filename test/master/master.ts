@@ -1,0 +1,86 @@
+/**
+ * The Master in-process: real sockets, fake worker processes and a fake
+ * clock, for the moments a process-level test cannot aim at (a stop in the
+ * same tick as the last worker's 'listening', signals while starting).
+ */
+import t from 'tap'
+import { DEFAULTS, type Config } from '../../lib/config.js'
+import { Logger } from '../../lib/logger.js'
+import { Master } from '../../lib/master.js'
+import { Notifier } from '../../lib/notify.js'
+import { timingsOf } from '../../lib/master/timings.js'
+import { FakeRuntime, settle, type FakeChild } from '../helpers/fake-runtime.js'
+
+function make(options: Partial<Config> = {}) {
+  const config: Config = { ...DEFAULTS, app: 'app.js', bind: ['127.0.0.1:0'], workers: 2, config: undefined, ...options }
+  const rt = new FakeRuntime()
+  const lines: string[] = []
+  const logger = new Logger({ level: 'debug', write: (l) => lines.push(l) })
+  let next = config
+  const master = new Master(config, { runtime: rt, logger, signals: false, notifier: new Notifier({ socket: undefined }), reloadConfig: async () => next })
+  const booting = (): FakeChild[] => rt.children.filter((c) => c.acts().join() === 'boot')
+  const listen = (children = booting()): void => {
+    for (const c of children) c.say({ act: 'listening', description: 'x' })
+  }
+  /** Every child told to stop exits. */
+  const exitStopped = async (): Promise<void> => {
+    await settle()
+    for (const c of rt.children) if (c.exitCode === null && c.acts().includes('stop')) c.exit(0)
+  }
+  return { master, rt, lines, log: () => lines.join(''), booting, listen, exitStopped, setNext: (c: Partial<Config>) => (next = { ...config, ...c }) }
+}
+
+t.test('while starting: HUP and USR2 are refused, TTIN waits for the start; when stopping, TTIN is ignored', async (t) => {
+  const m = make()
+  const started = m.master.start()
+  await settle()
+  t.equal(m.master.stats().phase, 'starting')
+  t.equal(await m.master.reload(), false)
+  t.equal(await m.master.upgrade(), false)
+  m.master.scale(1)
+  t.match(m.log(), /reload refused: still starting[\s\S]*binary upgrade refused: still starting/)
+  m.listen()
+  await started
+  t.equal(m.master.stats().phase, 'serving')
+  m.rt.advance(0)
+  t.equal(m.rt.children.length, 3, 'the third worker is spawned once serving')
+  m.listen()
+  await settle()
+  const stopped = m.master.stop(false)
+  m.master.scale(1)
+  t.equal(m.master.config.workers, 3, 'TTIN while stopping is ignored')
+  await m.exitStopped()
+  t.equal(await stopped, 0)
+  t.match(m.log(), /stopped\n$/)
+})
+
+t.test('a stop in the same tick as the last worker of a reload listens: the reload is abandoned', async (t) => {
+  const m = make({ bootTimeout: 0.5 })
+  const started = m.master.start()
+  await settle()
+  m.listen()
+  await started
+  m.setNext({ workers: 1 })
+  const reloading = m.master.reload()
+  await settle()
+  t.equal(m.master.config.workers, 1, 'the re-read config is in use while the reload runs')
+  m.listen()
+  const stopped = m.master.stop(true)
+  t.equal(await reloading, false)
+  await m.exitStopped()
+  t.equal(await stopped, 0)
+  t.match(m.log(), /reload abandoned: stopping/)
+  t.equal(m.master.config.workers, 2, 'the config before the reload is back')
+})
+
+t.test('--boot-timeout is a worker boot deadline of its own', async (t) => {
+  t.equal(timingsOf({ ...DEFAULTS, bootTimeout: 0.5 }).bootMs, 500)
+  t.equal(timingsOf({ ...DEFAULTS, timeout: 1 }).bootMs, 10000, 'unset: --timeout, at least 10 s')
+  t.equal(timingsOf({ ...DEFAULTS, timeout: 0 }).bootMs, 30000, 'unset with --timeout 0: 30 s')
+  const m = make({ bootTimeout: 0.5 })
+  const started = m.master.start()
+  await settle()
+  m.rt.advance(500)
+  for (const c of m.rt.children) c.exit(null, 'SIGKILL')
+  await t.rejects(started, /worker \d \(pid \d+\) did not boot within 500 ms/)
+})
