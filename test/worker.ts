@@ -3,8 +3,8 @@
  * connection while another client keeps being answered.
  */
 import t, { type Test } from 'tap'
-import { execFile } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs'
+import { execFile, spawn } from 'node:child_process'
+import { chmodSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync } from 'node:fs'
 import { connect } from 'node:net'
 import { promisify } from 'node:util'
 import { join } from 'node:path'
@@ -380,4 +380,28 @@ t.test('a worker run as --user that may not open the error log writes to stderr 
   child.kill('SIGTERM')
   t.equal(await child.exited, 0)
   t.match(readFileSync(errorLog, 'utf8'), /\[INFO\] stopped\n$/, "the master's lines are in the file")
+})
+
+t.test("under the journal, a worker's line carries its priority prefix, as the master's do", async (t) => {
+  const dir = shortTmp(t)
+  const stderr = join(dir, 'stderr')
+  const fd = openSync(stderr, 'w')
+  const st = fstatSync(fd)
+  const port = await freePort()
+  // stderr is "the journal's stream": JOURNAL_STREAM names its device and inode, as systemd sets it.
+  const child = spawn(process.execPath, [cli, '-w', '1', '-b', `127.0.0.1:${port}`, '--proxy-protocol', '--proxy-allow-ips', '192.0.2.1', app], {
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` },
+  })
+  closeSync(fd)
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.teardown(() => void child.kill('SIGKILL'))
+  const text = (): string => readFileSync(stderr, 'utf8')
+  await waitFor(() => text().includes('serving'), 'the worker serving')
+  t.equal(await raw(port, ['PROXY TCP4 198.51.100.4 192.0.2.9 40000 80\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n']), '', 'refused: closed')
+  await waitFor(() => text().includes('PROXY protocol header refused'), 'the refusal logged')
+  child.kill('SIGTERM')
+  t.equal(await exited, 0)
+  t.match(text(), /^<4>\[[^\]]+\] \[\d+\] \[WARNING\] worker 1: PROXY protocol header refused from 127\.0\.0\.1/m, "the worker's warning: <4>")
+  t.match(text(), /^<6>\[[^\]]+\] \[\d+\] \[INFO\] stopped$/m, "the master's info: <6>")
 })

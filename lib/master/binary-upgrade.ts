@@ -69,9 +69,11 @@ export class BinaryUpgrade {
       })
       this.successor = child
       const pid = await awaitSuccessor(child, request.bootMs + UPGRADE_MARGIN_MS)
+      this.successor = undefined
       return { ok: true, successor: child, pid, pidFile: oldbin }
     } catch (err) {
       await this.reap(request.gracefulMs)
+      this.successor = undefined
       if (renamed) renamePidFile(oldbin!, pidFile!)
       const reason = oneLine((err as Error).message)
       if (request.halted()) {
@@ -80,8 +82,6 @@ export class BinaryUpgrade {
       }
       this.log.error(`binary upgrade failed, this master (pid ${process.pid}) keeps serving: ${reason}`)
       return { ok: false, reason }
-    } finally {
-      this.successor = undefined
     }
   }
 

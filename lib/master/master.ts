@@ -31,7 +31,7 @@ import type { MasterEvents } from './events.js'
 import { Generations, type WorkerStats } from './generations.js'
 import { ask, rule, type Operation, type Phase, type Rule } from './phase.js'
 import { applyProcessSettings, SignalHandlers } from './process-setup.js'
-import { SYSTEM, type Runtime, type Timer } from './runtime.js'
+import { sleep, SYSTEM, type Runtime, type Timer } from './runtime.js'
 import { ReloadQueue } from './reload-queue.js'
 import { SocketSet } from './socket-set.js'
 import { SystemdReporter, type StatusSnapshot } from './systemd-reporter.js'
@@ -329,8 +329,9 @@ export class Master extends EventEmitter<MasterEvents> {
     this.emit('stopping', { graceful, workers: this.workers.size, timeoutMs: this.timings.gracefulMs })
     // After a binary upgrade the new master's workers take the clients over, as in a reload.
     await this.workers.stopAll(graceful, graceful && !this.reporter.main)
-    // A reload still reading the config file gives up once it has read it: "stopped" is the last word.
-    await this.reloads.current
+    // A reload still reading the config file gives up once it has read it, so "stopped" is the last
+    // word; a config file that never finishes loading holds the stop no longer than a drain would.
+    await Promise.race([this.reloads.current, sleep(this.rt, this.timings.gracefulMs, false)])
     this.sockets.close(this.reporter.main)
     if (this.pidFile !== undefined) removePidFile(this.pidFile)
     this.signals?.remove()

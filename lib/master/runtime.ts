@@ -39,7 +39,7 @@ export const SYSTEM: Runtime = {
   },
 }
 
-/** A promise that resolves after ms on the runtime's clock. */
-export function sleep(rt: Runtime, ms: number): Promise<void> {
-  return new Promise((resolve) => rt.after(ms, resolve, true))
+/** A promise that resolves after ms on the runtime's clock; keepsAlive: see Runtime.after. */
+export function sleep(rt: Runtime, ms: number, keepsAlive = true): Promise<void> {
+  return new Promise((resolve) => rt.after(ms, resolve, keepsAlive))
 }

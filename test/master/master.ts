@@ -16,7 +16,7 @@ function make(options: Partial<Config> = {}) {
   const rt = new FakeRuntime()
   const lines: string[] = []
   const logger = new Logger({ level: 'debug', write: (l) => lines.push(l) })
-  let next = config
+  let next: Promise<Config> | Config = config
   const master = new Master(config, { runtime: rt, logger, signals: false, notifier: new Notifier({ socket: undefined }), reloadConfig: async () => next })
   const booting = (): FakeChild[] => rt.children.filter((c) => c.acts().join() === 'boot')
   const listen = (children = booting()): void => {
@@ -27,7 +27,7 @@ function make(options: Partial<Config> = {}) {
     await settle()
     for (const c of rt.children) if (c.exitCode === null && c.acts().includes('stop')) c.exit(0)
   }
-  return { master, rt, lines, log: () => lines.join(''), booting, listen, exitStopped, setNext: (c: Partial<Config>) => (next = { ...config, ...c }) }
+  return { master, rt, lines, log: () => lines.join(''), booting, listen, exitStopped, setNext: (c: Partial<Config> | Promise<Config>) => (next = c instanceof Promise ? c : { ...config, ...c }) }
 }
 
 t.test('while starting: HUP and USR2 are refused, TTIN waits for the start; when stopping, TTIN is ignored', async (t) => {
@@ -83,4 +83,24 @@ t.test('--boot-timeout is a worker boot deadline of its own', async (t) => {
   m.rt.advance(500)
   for (const c of m.rt.children) c.exit(null, 'SIGKILL')
   await t.rejects(started, /worker \d \(pid \d+\) did not boot within 500 ms/)
+})
+
+t.test('a config file that never finishes loading holds a stop no longer than the graceful timeout', async (t) => {
+  const m = make({ gracefulTimeout: 3 })
+  const started = m.master.start()
+  await settle()
+  m.listen()
+  await started
+  m.setNext(new Promise<Config>(() => undefined))
+  void m.master.reload()
+  await settle()
+  const stopped = m.master.stop(true)
+  await m.exitStopped()
+  let done = false
+  void stopped.then(() => (done = true))
+  await settle()
+  t.notOk(done, 'the stop waits for the reload a while')
+  m.rt.advance(3000)
+  t.equal(await stopped, 0)
+  t.match(m.log(), /stopped\n$/)
 })
