@@ -394,22 +394,10 @@ export const DEFAULTS: Readonly<Omit<Config, 'app'>> = Object.freeze(
   Object.fromEntries(ENTRIES.map(([key, o]) => [key, o.default])) as unknown as Omit<Config, 'app'>,
 )
 
-/** A command-line option that sets a Config field. */
-export interface OptionInfo {
+/** A command-line option that sets a Config field: its entry's flag fields, its key, its default as --help shows it. */
+export type OptionInfo = Pick<OptionDef<unknown, unknown>, 'flag' | 'short' | 'meta' | 'multiple' | 'boolean' | 'help'> & {
   /** The Config field. */
   key: Exclude<keyof Config, 'app'>
-  /** The long flag, without `--`. */
-  flag: string
-  /** The one-letter flag, without `-`. */
-  short?: string
-  /** The value's placeholder in --help. */
-  meta: string
-  /** Repeatable (each use adds a value). */
-  multiple?: boolean
-  /** A switch that takes no value (--proxy-protocol). */
-  boolean?: boolean
-  /** One line for --help. */
-  help: string
   /** The default, as --help shows it. */
   defaultText: string
 }

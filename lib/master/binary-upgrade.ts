@@ -26,12 +26,13 @@ export interface UpgradeRequest {
   watchdogUsec: bigint | undefined
   /** A stop has begun: give up. */
   halted(): boolean
+  /** It failed while this master serves on (not called when a stop ended it). */
+  failed(reason: string): void
 }
 
 export type UpgradeResult =
   | { ok: true; successor: ChildProcess; pid: number; pidFile: string | undefined }
-  /** reason: why it failed while this master serves on; undefined when a stop ended it. */
-  | { ok: false; reason: string | undefined }
+  | { ok: false }
 
 export class BinaryUpgrade {
   /** The new master, until it serves or is given up. */
@@ -50,7 +51,7 @@ export class BinaryUpgrade {
     await sleep(this.rt, UPGRADE_SETTLE_MS)
     if (request.halted()) {
       this.log.warn('binary upgrade abandoned: stopping')
-      return { ok: false, reason: undefined }
+      return { ok: false }
     }
     const { pidFile } = request
     const oldbin = pidFile === undefined ? undefined : `${pidFile}.oldbin`
@@ -78,10 +79,11 @@ export class BinaryUpgrade {
       const reason = oneLine((err as Error).message)
       if (request.halted()) {
         this.log.warn(`binary upgrade given up, stopping: ${reason}`)
-        return { ok: false, reason: undefined }
+        return { ok: false }
       }
       this.log.error(`binary upgrade failed, this master (pid ${process.pid}) keeps serving: ${reason}`)
-      return { ok: false, reason }
+      request.failed(reason)
+      return { ok: false }
     }
   }
 

@@ -79,8 +79,7 @@ export class Master extends EventEmitter<MasterEvents> {
     this.rt = options.runtime ?? SYSTEM
     this.reloadConfigFn = options.reloadConfig
     this.log = options.logger ?? new Logger()
-    this.reporter = new SystemdReporter(options.notifier ?? new Notifier(), this.log, () => this.snapshot(), () => this.workers.healthy())
-    this.reporter.listen(this)
+    this.reporter = new SystemdReporter(options.notifier ?? new Notifier(), this.log, () => this.snapshot(), () => this.workers.healthy()).listen(this)
     this.sockets = new SocketSet(this.log, this.reporter)
     this.upgrader = new BinaryUpgrade(this.log, this.rt)
     this.workers = new Generations({
@@ -115,7 +114,9 @@ export class Master extends EventEmitter<MasterEvents> {
 
   /** The phase's rule for an operation; a refusal is logged. */
   private ask(operation: Operation, what: string): Rule {
-    return ask(this.phase, operation, (why) => this.log.warn(`${what} refused: ${why}`))
+    const r = ask(this.phase, operation, (why) => this.log.warn(`${what} refused: ${why}`))
+    if (r === 'defer') this.log.info(`${what} deferred: the master is ${this.phase}`)
+    return r
   }
 
   /**
@@ -170,6 +171,7 @@ export class Master extends EventEmitter<MasterEvents> {
     this.enter('serving')
     this.emit('ready', { generation, workers: this.config.workers })
     this.workers.reconcile() // a TTIN or TTOU during the start, or a worker lost meanwhile
+    this.reloads.settle(() => this.reload()) // a HUP during the start
   }
 
   /** Start a generation of config.workers and make it the serving one once every worker listens. */
@@ -188,6 +190,7 @@ export class Master extends EventEmitter<MasterEvents> {
   reload(): Promise<boolean> {
     const r = this.ask('reload', 'reload')
     if (r === 'queue') return this.reloads.queue()
+    if (r === 'defer') return this.reloads.defer()
     if (r !== 'run') return Promise.resolve(false)
     this.enter('reloading')
     return this.reloads.run(
@@ -249,10 +252,7 @@ export class Master extends EventEmitter<MasterEvents> {
     const r = this.ask('scale', 'scaling')
     if (r !== 'run' && r !== 'defer') return
     const workers = Math.max(1, this.config.workers + delta)
-    if (workers === this.config.workers) {
-      this.log.warn('TTOU: already down to one worker')
-      return
-    }
+    if (workers === this.config.workers) return this.log.warn('TTOU: already down to one worker')
     this.config = { ...this.config, workers }
     this.log.info(`scaling to ${workers} workers`)
     if (r === 'run') this.workers.reconcile()
@@ -283,11 +283,9 @@ export class Master extends EventEmitter<MasterEvents> {
       gracefulMs: this.timings.gracefulMs,
       watchdogUsec: this.reporter.watchdogUsec,
       halted: () => this.halted,
+      failed: (error) => this.emit('upgrade-failed', { error }),
     })
-    if (!result.ok) {
-      if (result.reason !== undefined) this.emit('upgrade-failed', { error: result.reason })
-      return false
-    }
+    if (!result.ok) return false
     this.log.info(`binary upgrade: new master ${result.pid} serves; handing over and stopping`)
     await this.reporter.handOver(result.pid)
     this.handedOver = true
@@ -335,6 +333,7 @@ export class Master extends EventEmitter<MasterEvents> {
     this.sockets.close(this.reporter.main)
     if (this.pidFile !== undefined) removePidFile(this.pidFile)
     this.signals?.remove()
+    this.reloads.settle(async () => false) // a HUP during a start that did not serve
     await this.reporter.barrier()
     this.log.info('stopped')
   }

@@ -20,7 +20,7 @@ export type Operation = 'reload' | 'upgrade' | 'scale' | 'respawn' | 'recycle' |
 /**
  * - run: do it now;
  * - queue: do it after the running one of its kind (a second HUP during a reload);
- * - defer: record it; it takes effect when the phase allows (TTIN during a reload);
+ * - defer: record it; it takes effect when the phase allows (TTIN during a reload, HUP during the start);
  * - `refuse: why`: do not, and warn why: the operator asked for something that cannot be done now;
  * - ignore: do not, silently (a stop is under way, or nothing serves yet).
  */
@@ -28,7 +28,7 @@ export type Rule = 'run' | 'queue' | 'defer' | 'ignore' | `refuse: ${string}`
 
 const TABLE: Readonly<Record<Phase, Readonly<Record<Operation, Rule>>>> = {
   starting: {
-    reload: 'refuse: still starting',
+    reload: 'defer',
     upgrade: 'refuse: still starting',
     scale: 'defer',
     respawn: 'ignore',

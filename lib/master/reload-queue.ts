@@ -3,10 +3,15 @@
  * however many come meanwhile, one more runs after the current one (each
  * reload re-reads the config, so one more sees every change), unless a
  * stop began. Every caller gets the outcome of the last reload run.
+ *
+ * A reload asked for while the master starts waits for the start
+ * (deferred): a supervisor's HUP right after it started sdserve reloads
+ * once there is something to reload.
  */
 export class ReloadQueue {
   private running: Promise<boolean> | undefined
   private again = false
+  private readonly deferred: Array<(ok: boolean) => void> = []
 
   /** The reload that runs (and the ones queued after it), if any: a stop waits for it. */
   get current(): Promise<boolean> | undefined {
@@ -35,5 +40,17 @@ export class ReloadQueue {
       done()
     })
     return this.running
+  }
+
+  /** A reload that waits for the start; it gets the outcome settle() is given. */
+  defer(): Promise<boolean> {
+    return new Promise((resolve) => this.deferred.push(resolve))
+  }
+
+  /** Reloads deferred so far, if any, get this outcome: the reload run for them, or false (nothing ran). */
+  settle(outcome: () => Promise<boolean>): void {
+    if (this.deferred.length === 0) return
+    const result = outcome()
+    for (const resolve of this.deferred.splice(0)) void result.then(resolve)
   }
 }

@@ -61,7 +61,7 @@ export class SystemdReporter implements FdStore {
   }
 
   /** Hook every event it reports on. */
-  listen(master: EventEmitter<MasterEvents>): void {
+  listen(master: EventEmitter<MasterEvents>): this {
     master.on('booting', ({ first, workers, timeoutMs }) => {
       this.extendTimeout(timeoutMs)
       if (first) this.status(`starting ${workers} workers`)
@@ -86,6 +86,7 @@ export class SystemdReporter implements FdStore {
       if (graceful) this.extendTimeout(timeoutMs)
     })
     master.on('failed', ({ error }) => this.send(() => this.notifier.errno(error instanceof AppLoadError ? 8 : 5, oneLine(`failed: ${error.message}`).slice(0, 1000))))
+    return this
   }
 
   /** Serving: from now on this is the main process; the watchdog runs; READY=1. */

@@ -27,39 +27,57 @@ function make(options: Partial<Config> = {}) {
     await settle()
     for (const c of rt.children) if (c.exitCode === null && c.acts().includes('stop')) c.exit(0)
   }
-  return { master, rt, lines, log: () => lines.join(''), booting, listen, exitStopped, setNext: (c: Partial<Config> | Promise<Config>) => (next = c instanceof Promise ? c : { ...config, ...c }) }
+  /** Start, every worker listens: serving. */
+  const serve = async (): Promise<void> => {
+    const started = master.start()
+    await settle()
+    listen()
+    await started
+  }
+  return { master, rt, lines, log: () => lines.join(''), booting, listen, exitStopped, serve, setNext: (c: Partial<Config> | Promise<Config>) => (next = c instanceof Promise ? c : { ...config, ...c }) }
 }
 
-t.test('while starting: HUP and USR2 are refused, TTIN waits for the start; when stopping, TTIN is ignored', async (t) => {
+t.test('while starting: HUP waits for the start, USR2 is refused, TTIN waits; when stopping, TTIN is ignored', async (t) => {
   const m = make()
   const started = m.master.start()
   await settle()
   t.equal(m.master.stats().phase, 'starting')
-  t.equal(await m.master.reload(), false)
+  const reloaded = m.master.reload()
   t.equal(await m.master.upgrade(), false)
   m.master.scale(1)
-  t.match(m.log(), /reload refused: still starting[\s\S]*binary upgrade refused: still starting/)
+  t.match(m.log(), /reload deferred: the master is starting[\s\S]*binary upgrade refused: still starting[\s\S]*scaling deferred: the master is starting/)
   m.listen()
   await started
-  t.equal(m.master.stats().phase, 'serving')
+  t.equal(m.master.stats().phase, 'reloading', 'the HUP reloads once the start is done')
   m.rt.advance(0)
-  t.equal(m.rt.children.length, 3, 'the third worker is spawned once serving')
-  m.listen()
   await settle()
+  t.equal(m.rt.children.length, 4, 'two workers of the start, two of the reload: it re-read --workers 2 before the TTIN slot was filled')
+  m.listen()
+  t.equal(await reloaded, true)
+  t.equal(m.master.stats().generation, 2)
   const stopped = m.master.stop(false)
   m.master.scale(1)
-  t.equal(m.master.config.workers, 3, 'TTIN while stopping is ignored')
+  t.equal(m.master.config.workers, 2, 'TTIN while stopping is ignored')
   await m.exitStopped()
   t.equal(await stopped, 0)
   t.match(m.log(), /stopped\n$/)
 })
 
-t.test('a stop in the same tick as the last worker of a reload listens: the reload is abandoned', async (t) => {
-  const m = make({ bootTimeout: 0.5 })
+t.test('a HUP during a start that is stopped: the reload never runs', async (t) => {
+  const m = make()
   const started = m.master.start()
   await settle()
-  m.listen()
+  const reloaded = m.master.reload()
+  const stopped = m.master.stop(true)
+  await m.exitStopped()
   await started
+  t.equal(await stopped, 0)
+  t.equal(await reloaded, false)
+})
+
+t.test('a stop in the same tick as the last worker of a reload listens: the reload is abandoned', async (t) => {
+  const m = make({ bootTimeout: 0.5 })
+  await m.serve()
   m.setNext({ workers: 1 })
   const reloading = m.master.reload()
   await settle()
@@ -87,10 +105,7 @@ t.test('--boot-timeout is a worker boot deadline of its own', async (t) => {
 
 t.test('a config file that never finishes loading holds a stop no longer than the graceful timeout', async (t) => {
   const m = make({ gracefulTimeout: 3 })
-  const started = m.master.start()
-  await settle()
-  m.listen()
-  await started
+  await m.serve()
   m.setNext(new Promise<Config>(() => undefined))
   void m.master.reload()
   await settle()

@@ -9,7 +9,7 @@ t.test('the table', async (t) => {
   t.same(
     Object.fromEntries(phases.map((p) => [p, ops.map((o) => rule(p, o)).join(' ')])),
     {
-      starting: 'refuse: still starting refuse: still starting defer ignore ignore run',
+      starting: 'defer refuse: still starting defer ignore ignore run',
       serving: 'run run run run run run',
       reloading: 'queue refuse: a reload is running defer run run run',
       upgrading: 'refuse: a binary upgrade is running refuse: an upgrade is running run run run run',
