@@ -333,7 +333,7 @@ export class Master extends EventEmitter<MasterEvents> {
     this.sockets.close(this.reporter.main)
     if (this.pidFile !== undefined) removePidFile(this.pidFile)
     this.signals?.remove()
-    this.reloads.settle(async () => false) // a HUP during a start that did not serve
+    this.reloads.settle(() => Promise.resolve(false)) // a HUP during a start that did not serve
     await this.reporter.barrier()
     this.log.info('stopped')
   }
