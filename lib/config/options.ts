@@ -7,8 +7,8 @@
  * Adding an option is adding one entry here (and to the README's table).
  */
 
-import { availableParallelism } from 'node:os'
 import { DEFAULT_BACKLOG } from '../binds.js'
+import { cpuQuota, perCoreText, workersPerCore } from '../cpu-quota.js'
 import { allowList, binds, bool, integer, mode, nonEmptyString, oneOf, seconds, type Validator } from './validators.js'
 
 /** The largest number of workers sdserve accepts. */
@@ -56,8 +56,9 @@ function octal(n: number | undefined): string | undefined {
   return n === undefined ? undefined : `0o${n.toString(8).padStart(3, '0')}`
 }
 
-/** One worker per CPU core, within 1..MAX_WORKERS. */
-const PER_CORE = Math.min(Math.max(availableParallelism(), 1), MAX_WORKERS)
+/** One worker per CPU core, within the cgroup's CPU quota and 1..MAX_WORKERS. */
+const QUOTA = cpuQuota()
+const PER_CORE = workersPerCore(MAX_WORKERS, QUOTA)
 const SECONDS = `a number of seconds from 0 to ${MAX_SECONDS}`
 const ALLOW_LOCAL = '127.0.0.1,::1,unix'
 
@@ -67,8 +68,9 @@ const ALLOW_LOCAL = '127.0.0.1,::1,unix'
  */
 export const OPTION_TABLE = {
   /**
-   * Worker processes (-w). Default: one per CPU core
-   * (os.availableParallelism()). gunicorn defaults to 1 because its default
+   * Worker processes (-w). Default: one per CPU core the process may use
+   * (os.availableParallelism()), within its cgroup's CPU quota
+   * (lib/cpu-quota.ts). gunicorn defaults to 1 because its default
    * workers are synchronous and one per core is the usual advice for them; a
    * Node worker is event-driven and serves many connections at once, so one
    * per core uses the machine without oversubscribing it.
@@ -79,7 +81,7 @@ export const OPTION_TABLE = {
     meta: 'N',
     help: `worker processes, 1 to ${MAX_WORKERS}`,
     default: PER_CORE,
-    defaultText: `${PER_CORE}, one per CPU core`,
+    defaultText: perCoreText(PER_CORE, QUOTA),
     validate: integer(1, MAX_WORKERS, `an integer from 1 to ${MAX_WORKERS}`),
   }),
   /** Bind specs (-b, repeatable). Empty: every inherited socket, or DEFAULT_BIND without LISTEN_FDS. */
