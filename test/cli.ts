@@ -150,6 +150,7 @@ t.test('--print-config merges flags, SDSERVE_CMD_ARGS and the config file', asyn
     keepAlive: 2.5,
     maxRequests: 0,
     maxRequestsJitter: 0,
+    maxWorkerMemory: 0,
     pid: join(dir, 'run/app.pid'),
     timeout: 20,
     umask: '0o027',

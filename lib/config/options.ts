@@ -167,6 +167,19 @@ export const OPTION_TABLE = {
     default: 0,
     validate: integer(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer'),
   }),
+  /**
+   * Megabytes of resident memory (RSS) after which a worker is replaced, as
+   * PM2's max_memory_restart and uWSGI's reload-on-rss: the replacement boots
+   * first, then the worker drains, so no request fails. 0 disables. Checked
+   * about once a second by the master, from /proc.
+   */
+  maxWorkerMemory: option({
+    flag: 'max-worker-memory',
+    meta: 'MB',
+    help: 'replace a worker whose RSS exceeds MB megabytes; 0: never',
+    default: 0,
+    validate: integer(0, 1048576, 'a number of megabytes from 0 to 1048576 (0 disables)'),
+  }),
   /** Pid file of the master. */
   pid: option({
     flag: 'pid',

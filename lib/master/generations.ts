@@ -34,6 +34,8 @@ export interface GenerationsOptions {
   timings(): Timings
   /** How many slots the serving generation has (--workers, changed by TTIN/TTOU and reloads). */
   workers(): number
+  /** --max-worker-memory in MB; 0: no limit. */
+  maxMemoryMb(): number
   /** Per-slot sockets exist: the leaving slots of a TTOU are handed over to slot 1. */
   hasSlots(): boolean
   /** May this happen now? (the master's phase table) */
@@ -69,7 +71,7 @@ export class Generations {
     this.hooks = {
       listening: () => o.changed(),
       served: (_, requests) => (this.served += requests),
-      retire: (w) => void this.recycle(w),
+      retire: (w) => void this.recycle(w, `served ${w.requests} requests`),
       exit: (w, code, signal) => this.onExit(w, code, signal),
     }
   }
@@ -155,11 +157,11 @@ export class Generations {
     this.respawns.set(id, timer)
   }
 
-  /** max-requests: start a replacement in the same slot, then drain the old worker. */
-  private async recycle(w: WorkerHandle): Promise<void> {
-    if (w.state !== 'ready' || !this.o.allows('recycle')) return // a worker asks once; a stop may have begun
+  /** max-requests, max-worker-memory: start a replacement in the same slot, then drain the old worker. */
+  private async recycle(w: WorkerHandle, why: string): Promise<void> {
+    if (w.state !== 'ready' || !this.o.allows('recycle')) return // asked once; a stop may have begun
     w.state = 'retiring'
-    this.o.log.info(`worker ${w.id} (pid ${w.pid}) served ${w.requests} requests: recycling it`)
+    this.o.log.info(`worker ${w.id} (pid ${w.pid}) ${why}: recycling it`)
     try {
       await this.spawn(w.id, w.generation).booted
       this.drain(w)
@@ -200,8 +202,25 @@ export class Generations {
     }
   }
 
-  /** Heartbeats: kill a worker whose event loop has been blocked past --timeout. */
+  /** Once a second or so: heartbeats (--timeout) and memory (--max-worker-memory). */
   check(): void {
+    this.checkHeartbeats()
+    this.checkMemory()
+  }
+
+  /** A worker over --max-worker-memory is recycled: its replacement boots, then it drains. */
+  private checkMemory(): void {
+    const limitMb = this.o.maxMemoryMb()
+    if (limitMb === 0) return
+    for (const w of this.workers.values()) {
+      if (w.state !== 'ready') continue
+      const rss = this.o.rt.rss(w.pid) ?? 0
+      if (rss > limitMb * 1048576) void this.recycle(w, `uses ${Math.round(rss / 1048576)} MB, over --max-worker-memory ${limitMb}`)
+    }
+  }
+
+  /** Kill a worker whose event loop has been blocked past --timeout. */
+  private checkHeartbeats(): void {
     const { timeoutMs } = this.o.timings()
     if (timeoutMs === 0) return
     const now = this.o.rt.now()

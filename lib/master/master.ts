@@ -90,6 +90,7 @@ export class Master extends EventEmitter<MasterEvents> {
       },
       timings: () => this.timings,
       workers: () => this.config.workers,
+      maxMemoryMb: () => this.config.maxWorkerMemory,
       hasSlots: () => this.sockets.hasSlots,
       allows: (operation) => rule(this.phase, operation) === 'run',
       changed: () => this.emit('status'),

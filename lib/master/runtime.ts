@@ -1,10 +1,12 @@
 /**
  * The operating-system calls the master's parts make that a test needs to
- * control (tableflip's env.go): starting a process, the clock, and timers.
+ * control (tableflip's env.go): starting a process, the clock, timers, and
+ * a process's memory.
  * The parts take a Runtime; production passes SYSTEM, a test a fake whose
  * processes are EventEmitters and whose time moves when the test says.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 
 export interface Timer {
   clear(): void
@@ -22,6 +24,22 @@ export interface Runtime {
   after(ms: number, fn: () => void, keepsAlive?: boolean): Timer
   /** Call fn every ms; never keeps the process alive. */
   every(ms: number, fn: () => void): Timer
+  /** A process's resident memory in bytes; undefined when it is gone. */
+  rss(pid: number): number | undefined
+}
+
+/** Bytes of VmRSS in the text of /proc/PID/status; undefined without one (a zombie, a kernel thread). */
+export function rssOf(status: string): number | undefined {
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]
+  return kb === undefined ? undefined : Number(kb) * 1024
+}
+
+function procRss(pid: number): number | undefined {
+  try {
+    return rssOf(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  } catch {
+    return undefined // exited meanwhile
+  }
 }
 
 export const SYSTEM: Runtime = {
@@ -37,6 +55,7 @@ export const SYSTEM: Runtime = {
     t.unref()
     return { clear: () => clearInterval(t) }
   },
+  rss: procRss,
 }
 
 /** A promise that resolves after ms on the runtime's clock; keepsAlive: see Runtime.after. */

@@ -18,6 +18,7 @@ interface Expected {
   keepAlive: number
   maxRequests: number
   maxRequestsJitter: number
+  maxWorkerMemory: number
   pid: string | undefined
   chdir: string | undefined
   user: string | undefined

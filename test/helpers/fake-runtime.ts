@@ -69,6 +69,12 @@ export class FakeRuntime implements Runtime {
   private readonly timers: Pending[] = []
   /** spawn() makes children that failed to spawn (no pid). */
   failSpawn = false
+  /** rss() answers from here: bytes by pid. */
+  readonly memory = new Map<number, number>()
+
+  rss(pid: number): number | undefined {
+    return this.memory.get(pid)
+  }
 
   spawn(): ChildProcess {
     const child = new FakeChild(!this.failSpawn)

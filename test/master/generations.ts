@@ -9,7 +9,7 @@ import { timingsOf } from '../../lib/master/timings.js'
 import { WorkerHandle } from '../../lib/master/worker-handle.js'
 import { FakeChild, FakeRuntime, settle } from '../helpers/fake-runtime.js'
 
-function make(options: { workers?: number; slots?: boolean; timeout?: number } = {}) {
+function make(options: { workers?: number; slots?: boolean; timeout?: number; maxMemoryMb?: number } = {}) {
   const config: Config = { ...DEFAULTS, app: 'app.js', bind: [], config: undefined, timeout: options.timeout ?? 30 }
   const rt = new FakeRuntime()
   const lines: string[] = []
@@ -26,6 +26,7 @@ function make(options: { workers?: number; slots?: boolean; timeout?: number } =
     },
     timings: () => timingsOf(config),
     workers: () => state.workers,
+    maxMemoryMb: () => options.maxMemoryMb ?? 0,
     hasSlots: () => options.slots === true,
     allows: (op) => state.allowed.has(op),
     changed: () => state.changed++,
@@ -232,4 +233,23 @@ t.test('stopAll: every worker is told, pending respawns are dropped; forEach', a
   t.same(fast.newest(1).signals, ['SIGKILL'], 'only the backstop: a stopping worker is not killed for its heartbeat')
   fast.newest(1).exit(null, 'SIGKILL')
   await stopping
+})
+
+t.test('--max-worker-memory: a worker over it is recycled, its replacement first; one under it, or gone, is left alone', async (t) => {
+  const m = make({ workers: 2, maxMemoryMb: 100 })
+  await serving(m)
+  const [one, two] = [m.newest(1), m.newest(2)]
+  m.rt.memory.set(one.pid!, 101 * 1048576)
+  m.rt.memory.set(two.pid!, 100 * 1048576)
+  m.g.check()
+  m.g.check() // asked again while its replacement boots: one recycle
+  t.same(m.g.stats().map((s) => s.state), ['retiring', 'ready', 'booting'])
+  t.match(m.log(), /worker 1 \(pid \d+\) uses 101 MB, over --max-worker-memory 100: recycling it/)
+  m.newest(1).say({ act: 'listening', description: 'x' })
+  await settle()
+  t.same(one.acts(), ['boot', 'stop'])
+  t.same(two.acts(), ['boot'], 'at the limit is not over it')
+  m.rt.memory.delete(two.pid!)
+  m.g.check()
+  t.same(two.acts(), ['boot'], 'a worker whose memory cannot be read (gone) is left alone')
 })

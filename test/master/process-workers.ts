@@ -1,6 +1,7 @@
 /**
  * Workers of the sdserve command, end to end with real processes: replaced when
- * killed, stuck or crashing; boot failures; scaling with TTIN/TTOU; --max-requests.
+ * killed, stuck or crashing; boot failures; scaling with TTIN/TTOU; --max-requests;
+ * --max-worker-memory.
  */
 import t from 'tap'
 import { get, load, waitFor, waitForOutput } from '../helpers/proc.js'
@@ -121,6 +122,25 @@ t.test('--max-requests whose replacement cannot boot: the old worker keeps servi
   for (let i = 0; i < 5; i++) t.equal((await get({ port: s.port })).status, 200)
   await waitForOutput(s.child, /worker 1: replacement failed \(.*\); the old worker keeps serving/)
   t.match((await get({ port: s.port })).body, /^v1 /)
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('--max-worker-memory: a worker that grows past it is replaced with zero failed requests', async (t) => {
+  const s = await start(t, ['-w', '1', '--max-worker-memory', '300'])
+  await ready(s, 1)
+  const before = parse((await get({ port: s.port })).body).pid
+  let replaced = false
+  void waitFor(() => s.count(/\(pid \d+\) exited with code 0/) >= 1, 'the grown worker drained', 30000).then(
+    () => (replaced = true),
+    () => (replaced = true),
+  )
+  const traffic = load({ port: s.port, concurrency: 2, maxRequests: 5000, until: () => replaced })
+  t.equal((await get({ port: s.port, path: '/grow?mb=400' })).status, 200)
+  const result = await traffic
+  t.equal(result.failed, 0, `no failed requests: ${result.errors.slice(0, 3).join('; ')}`)
+  t.match(s.child.output(), new RegExp(`worker 1 \\(pid ${before}\\) uses \\d+ MB, over --max-worker-memory 300: recycling it`))
+  t.not(parse((await get({ port: s.port })).body).pid, before, 'a new worker serves')
   s.child.kill('SIGTERM')
   t.equal(await s.child.exited, 0)
 })

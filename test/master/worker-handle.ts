@@ -135,3 +135,11 @@ t.test('a process that could not be spawned fails its boot; a spawn error is log
   t.match(lines.join(''), /worker 2: EAGAIN/)
   await settle()
 })
+
+t.test('the system runtime reads a process\'s resident memory from /proc', async (t) => {
+  const { SYSTEM, rssOf } = await import('../../lib/master/runtime.js')
+  t.ok((SYSTEM.rss(process.pid) ?? 0) > 1048576, 'this process uses more than a megabyte')
+  t.equal(SYSTEM.rss(2 ** 22 + 1), undefined, 'no such process')
+  t.equal(rssOf('Name:\tx\nVmRSS:\t  2048 kB\nThreads: 1\n'), 2097152)
+  t.equal(rssOf('Name:\tkthreadd\nThreads: 1\n'), undefined, 'a kernel thread or zombie has none')
+})
