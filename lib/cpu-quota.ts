@@ -67,7 +67,8 @@ export function cpuQuota(root = '/'): CpuQuota | undefined {
       for (const mount of ['sys/fs/cgroup', 'sys/fs/cgroup/unified'])
         found.push(smallest(lineage(join(root, mount), path).map(v2)))
     } else if (controllers.split(',').includes('cpu')) {
-      for (const mount of [`sys/fs/cgroup/${controllers}`, 'sys/fs/cgroup/cpu'])
+      // Where the hierarchy is mounted: named after its controllers, or cpu (a link to it on most systems).
+      for (const mount of new Set([`sys/fs/cgroup/${controllers}`, 'sys/fs/cgroup/cpu']))
         found.push(smallest(lineage(join(root, mount), path).map(v1)))
     }
   }

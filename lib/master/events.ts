@@ -3,6 +3,7 @@
  * events after them are what the systemd reporter (and anyone else who
  * wants to follow the master) hooks into.
  */
+import type { WorkerExit } from './generations.js'
 import type { Phase } from './phase.js'
 
 export interface MasterEvents {
@@ -10,7 +11,7 @@ export interface MasterEvents {
   ready: [{ generation: number; workers: number }]
   /** A reload finished: the new generation serves (ok), or the old one still does (error says why). */
   reload: [{ ok: boolean; generation: number; error?: string }]
-  'worker-exit': [{ id: number; pid: number; generation: number; code: number | null; signal: string | null }]
+  'worker-exit': [WorkerExit]
   /** The master has stopped; code is its exit status. */
   stopped: [{ code: number }]
 

@@ -20,6 +20,7 @@ import type { Runtime, Timer } from './runtime.js'
 import { BACKOFF_MAX_MS, BACKOFF_MIN_MS, HANDOVER_MS, STABLE_MS, type Timings } from './timings.js'
 import type { WorkerHandle, WorkerHooks, WorkerState } from './worker-handle.js'
 
+/** A worker that exited: its slot, pid and generation, and how it ended. */
 export interface WorkerExit {
   id: number
   pid: number
