@@ -4,6 +4,7 @@
  * cmd values starting with NODE_).
  */
 
+import type { RequestTotals } from './http/request-counters.js'
 import type { LogFormat, LogLevel } from './logger.js'
 
 export const CMD = 'SDSERVE'
@@ -51,6 +52,21 @@ export interface InflightRequest {
   ms: number
 }
 
+/** What a heartbeat tells of the worker: cumulative totals, and the event loop since the last one. */
+export interface WorkerReport {
+  requests: number
+  totals: RequestTotals
+  /** Open connections. */
+  connections: number
+  /** process.cpuUsage(): microseconds of CPU since the worker started. */
+  cpuUser: number
+  cpuSystem: number
+  /** Event-loop delay since the last heartbeat (monitorEventLoopDelay), in milliseconds. */
+  loopP99: number
+  loopMax: number
+  inflight: InflightRequest[]
+}
+
 export type MasterMessage =
   | {
       cmd: typeof CMD
@@ -95,7 +111,7 @@ export type MasterMessage =
 export type WorkerMessage =
   | { cmd: typeof CMD; act: 'listening'; description: string }
   | { cmd: typeof CMD; act: 'app-error'; message: string; stack: string }
-  | { cmd: typeof CMD; act: 'heartbeat'; requests: number; inflight: InflightRequest[] }
+  | ({ cmd: typeof CMD; act: 'heartbeat' } & WorkerReport)
   | { cmd: typeof CMD; act: 'retire'; requests: number }
 
 type Act<M, A> = Extract<M, { act: A }>

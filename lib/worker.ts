@@ -6,9 +6,11 @@
  * connections and exits.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { createServer as createNetServer, Server as NetServerClass, type Server as NetServer, type Socket } from 'node:net'
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
 import { AccessLog } from './http/access-log.js'
+import { RequestCounters } from './http/request-counters.js'
 import { AllowList, clientAddress, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
 import { ExitCode } from './errors.js'
 import { listenOn } from './listen-on.js'
@@ -24,6 +26,7 @@ import {
   type ProxySettings,
   type RequestLimits,
   type WorkerMessage,
+  type WorkerReport,
 } from './protocol.js'
 
 type BootMessage = Extract<MasterMessage, { act: 'boot' }>
@@ -48,9 +51,11 @@ function logPrefix(): string {
   return `worker ${process.env.SDSERVE_WORKER_ID ?? '?'}: `
 }
 
-function send(message: WorkerMessage): void {
+/** Send the master a message; done runs once it is written (or could not be). */
+function send(message: WorkerMessage, done: () => void = () => undefined): void {
   // The master may already be gone; a worker never dies of a failed report.
-  if (process.connected) process.send?.(message, undefined, {}, () => undefined)
+  if (process.connected && process.send !== undefined) process.send(message, undefined, {}, () => done())
+  else done()
 }
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void
@@ -167,6 +172,9 @@ export class Worker {
   private handoverMs = 0
   private noKeepAlive = false
   private heartbeat: NodeJS.Timeout | undefined
+  private readonly counters = new RequestCounters()
+  /** Event-loop delay between heartbeats, for the metrics and `sdserve ctl workers`. */
+  private loopDelay: IntervalHistogram | undefined
   /** The last request started, for the heartbeat's account of what the worker is doing. */
   private lastReq: IncomingMessage | undefined
   private lastRes: ServerResponse | undefined
@@ -212,6 +220,8 @@ export class Worker {
     }
     this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
     this.heartbeat.unref()
+    this.loopDelay = monitorEventLoopDelay({ resolution: 20 })
+    this.loopDelay.enable()
     send({ cmd: CMD, act: 'listening', description: target.description })
   }
 
@@ -219,6 +229,7 @@ export class Worker {
   private listener(app: Listener, limits: RequestLimits, allow: AllowList, strip: boolean): Listener {
     return (req, res) => {
       this.requests++
+      this.counters.start(res)
       // Who the client is (trusted proxy headers), stored on req for client(req); untrusted ones removed.
       resolveClient(req, allow, { strip })
       this.accessLog?.track(req, res, clientAddress)
@@ -241,12 +252,27 @@ export class Worker {
     }
   }
 
-  private beat(): void {
+  /** The heartbeat: this worker is alive, with its totals (done, when it is about to exit). */
+  private beat(done?: () => void): void {
     const inflight =
       this.lastReq !== undefined && this.lastRes !== undefined && !this.lastRes.writableEnded
         ? [{ method: String(this.lastReq.method), url: String(this.lastReq.url), ms: Date.now() - this.lastStart }]
         : []
-    send({ cmd: CMD, act: 'heartbeat', requests: this.requests, inflight })
+    const cpu = process.cpuUsage()
+    const loop = this.loopDelay
+    const report: WorkerReport = {
+      requests: this.requests,
+      totals: this.counters.snapshot(),
+      connections: this.open,
+      cpuUser: cpu.user,
+      cpuSystem: cpu.system,
+      // Nanoseconds in the histogram; 0 until it has a sample.
+      loopP99: loop !== undefined && loop.count > 0 ? loop.percentile(99) / 1e6 : 0,
+      loopMax: loop !== undefined && loop.count > 0 ? loop.max / 1e6 : 0,
+      inflight,
+    }
+    loop?.reset()
+    send({ cmd: CMD, act: 'heartbeat', ...report }, done)
   }
 
   /** USR1 (logrotate): reopen the access and error logs; a failure is reported, never fatal. */
@@ -317,7 +343,8 @@ export class Worker {
   private readonly exitIfDrained = (): void => {
     if (this.open > 0) return
     clearInterval(this.heartbeat)
-    process.exit(0)
+    // The last totals first, so that the master's counts miss nothing this worker served.
+    this.beat(() => process.exit(0))
   }
 }
 

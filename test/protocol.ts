@@ -1,5 +1,6 @@
 import t from 'tap'
 import { CMD, dispatch, isOurs, type WorkerMessage } from '../lib/protocol.js'
+import { report } from './helpers/fake-runtime.js'
 
 t.test('isOurs recognises only SDSERVE messages', async (t) => {
   t.equal(isOurs({ cmd: CMD, act: 'listening' }), true)
@@ -18,5 +19,5 @@ t.test('dispatch calls the handler for the act, and reports when there is none',
     true,
   )
   t.same(seen, ['retire 7'])
-  t.equal(dispatch<WorkerMessage>({ cmd: CMD, act: 'heartbeat', requests: 1, inflight: [] }, {}), false)
+  t.equal(dispatch<WorkerMessage>({ cmd: CMD, act: 'heartbeat', ...report() }, {}), false)
 })

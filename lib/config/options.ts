@@ -8,8 +8,10 @@
  */
 
 import { DEFAULT_BACKLOG } from '../binds.js'
+import { ConfigError } from '../errors.js'
+import { SUN_PATH_MAX } from '../limits.js'
 import { cpuQuota, perCoreText, workersPerCore } from '../cpu-quota.js'
-import { allowList, binds, bool, integer, mode, nonEmptyString, oneOf, seconds, type Validator } from './validators.js'
+import { allowList, binds, bool, formatSize, integer, mode, nonEmptyString, oneOf, ownBind, seconds, size, type Validator } from './validators.js'
 
 /** The largest number of workers sdserve accepts. */
 export const MAX_WORKERS = 1024
@@ -54,6 +56,15 @@ function option<V>(def: OptionDef<V, V | undefined>): OptionDef<V, V | undefined
 /** A mode as --print-config shows it: "0o022". */
 function octal(n: number | undefined): string | undefined {
   return n === undefined ? undefined : `0o${n.toString(8).padStart(3, '0')}`
+}
+
+/** An absolute path that fits in sun_path, or 'none'. */
+const controlSocketPath: Validator<string> = (value, name) => {
+  const expected = `'none' or an absolute path of at most ${SUN_PATH_MAX} bytes`
+  if (value === 'none') return value
+  if (typeof value !== 'string' || !value.startsWith('/') || Buffer.byteLength(value) > SUN_PATH_MAX)
+    throw new ConfigError(name, value, expected)
+  return value
 }
 
 /** One worker per CPU core, within the cgroup's CPU quota and 1..MAX_WORKERS. */
@@ -175,10 +186,34 @@ export const OPTION_TABLE = {
    */
   maxWorkerMemory: option({
     flag: 'max-worker-memory',
-    meta: 'MB',
-    help: 'replace a worker whose RSS exceeds MB megabytes; 0: never',
+    meta: 'SIZE',
+    help: 'replace a worker whose RSS exceeds SIZE (512M, 2G; a bare number is MB); 0: never',
     default: 0,
-    validate: integer(0, 1048576, 'a number of megabytes from 0 to 1048576 (0 disables)'),
+    defaultText: '0 (never)',
+    validate: size(2 ** 50, 'a size like 512M or 2G (K, M, G, T: 1024-based; a bare number is megabytes), or 0 to disable'),
+    print: (bytes) => (bytes === 0 ? 0 : formatSize(bytes)),
+  }),
+  /**
+   * The control socket `sdserve ctl` speaks to (lib/master/control-server.ts).
+   * Unset: $RUNTIME_DIRECTORY/sdserve.ctl when systemd gives the unit a
+   * RuntimeDirectory=, else none; 'none' turns it off.
+   */
+  controlSocket: option({
+    flag: 'control-socket',
+    meta: 'PATH',
+    help: "the control socket for `sdserve ctl` (mode 0600; 'none': off)",
+    default: undefined,
+    defaultText: '$RUNTIME_DIRECTORY/sdserve.ctl under systemd, else none',
+    validate: controlSocketPath,
+  }),
+  /** Where the master serves Prometheus metrics (lib/master/metrics-server.ts); unset: nowhere. */
+  metricsBind: option({
+    flag: 'metrics-bind',
+    meta: 'SPEC',
+    help: 'serve Prometheus metrics from the master on HOST:PORT or unix:/PATH',
+    default: undefined,
+    defaultText: 'none',
+    validate: ownBind,
   }),
   /** Pid file of the master. */
   pid: option({

@@ -17,6 +17,8 @@ export type Validator<T> = (value: unknown, name: string) => T
 const INTEGER = /^[0-9]+$/
 const DECIMAL = /^[0-9]+(?:\.[0-9]+)?$/
 const OCTAL = /^(?:0o)?([0-7]{1,4})$/i
+const SIZE = /^([0-9]+(?:\.[0-9]+)?)([KMGT]?)$/i
+const SIZE_UNITS: Record<string, number> = { '': 2 ** 20, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }
 
 /** An integer from min to max; strings of digits only ("08" is 8; "", " 4", "1e3" are errors). */
 export function integer(min: number, max: number, expected: string): Validator<number> {
@@ -25,6 +27,31 @@ export function integer(min: number, max: number, expected: string): Validator<n
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) throw new ConfigError(name, value, expected)
     return n
   }
+}
+
+/**
+ * A size in bytes, at most max: a number with a suffix K, M, G or T, each
+ * 1024 times the one before (as systemd's MemoryMax=): "512M", "1.5G". A
+ * bare number is megabytes (a limit of 512 bytes is never what was meant).
+ */
+export function size(max: number, expected: string): Validator<number> {
+  return (value, name) => {
+    const m = SIZE.exec(String(value))
+    const n = (typeof value === 'string' || typeof value === 'number') && m !== null
+      ? Math.round(Number(m[1]) * (SIZE_UNITS[(m[2] as string).toUpperCase()] as number))
+      : NaN
+    if (!Number.isSafeInteger(n) || n > max) throw new ConfigError(name, value, expected)
+    return n
+  }
+}
+
+/** Bytes as --print-config and the log show them: the largest unit that divides them, "512M". */
+export function formatSize(bytes: number): string {
+  for (const unit of ['T', 'G', 'M', 'K'] as const) {
+    const per = SIZE_UNITS[unit] as number
+    if (bytes >= per && bytes % per === 0) return `${bytes / per}${unit}`
+  }
+  return String(bytes)
 }
 
 /** A number of seconds from 0 to max; strings like "30" or "2.5" (not ".5", "5." or "1e3"). */
@@ -73,6 +100,13 @@ export const binds: Validator<string[]> = (value, name) => {
     parseBind(spec, name)
     return spec as string
   })
+}
+
+/** One address sdserve binds itself: HOST:PORT or unix:/PATH (not an inherited fd or systemd socket). */
+export const ownBind: Validator<string> = (value, name) => {
+  const spec = parseBind(value, name)
+  if (spec.kind !== 'tcp' && spec.kind !== 'unix') throw new ConfigError(name, value, 'HOST:PORT, [IPV6]:PORT or unix:/PATH')
+  return spec.text
 }
 
 /** An allow list of peers, checked by AllowList; kept as the text the user wrote. */

@@ -25,6 +25,8 @@ export interface MasterEvents {
   /** A binary upgrade begins. */
   upgrading: []
   'upgrade-failed': [{ error: string }]
+  /** A binary upgrade handed over: the new master (pid) serves, and this one stops. */
+  upgraded: [{ pid: number }]
   /** A stop begins: workers drain (graceful, within timeoutMs) or exit now. */
   stopping: [{ graceful: boolean; workers: number; timeoutMs: number }]
   /** The start failed; the master cleans up and start() rejects with this error. */

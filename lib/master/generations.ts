@@ -15,9 +15,11 @@
  * - nothing is spawned that the master's phase does not allow (`allows`).
  */
 import type { Logger } from '../logger.js'
+import { Ledger, type ExitReason } from './ledger.js'
 import type { Operation } from './phase.js'
 import type { Runtime, Timer } from './runtime.js'
 import { BACKOFF_MAX_MS, BACKOFF_MIN_MS, HANDOVER_MS, STABLE_MS, type Timings } from './timings.js'
+import type { WorkerReport } from '../protocol.js'
 import type { WorkerHandle, WorkerHooks, WorkerState } from './worker-handle.js'
 
 /** A worker that exited: its slot, pid and generation, and how it ended. */
@@ -27,6 +29,7 @@ export interface WorkerExit {
   generation: number
   code: number | null
   signal: string | null
+  reason: ExitReason
 }
 
 export interface GenerationsOptions {
@@ -35,8 +38,8 @@ export interface GenerationsOptions {
   timings(): Timings
   /** How many slots the serving generation has (--workers, changed by TTIN/TTOU and reloads). */
   workers(): number
-  /** --max-worker-memory in MB; 0: no limit. */
-  maxMemoryMb(): number
+  /** --max-worker-memory in bytes; 0: no limit. */
+  maxMemory(): number
   /** Per-slot sockets exist: the leaving slots of a TTOU are handed over to slot 1. */
   hasSlots(): boolean
   /** May this happen now? (the master's phase table) */
@@ -53,7 +56,18 @@ export interface WorkerStats {
   pid: number
   generation: number
   state: WorkerState
+  /** Milliseconds since it was spawned, and since its last heartbeat. */
+  uptimeMs: number
+  lastBeatMs: number
   requests: number
+  /** Requests in flight and open connections, at its last heartbeat. */
+  inflight: number
+  connections: number
+  /** Resident memory in bytes (0 until read), CPU in percent of one core, event-loop delay in ms. */
+  rss: number
+  cpuPercent: number
+  loopP99Ms: number
+  loopMaxMs: number
 }
 
 export class Generations {
@@ -67,12 +81,14 @@ export class Generations {
   private readonly crashes = new Map<number, number>()
   private readonly respawns = new Map<number, Timer>()
   private readonly hooks: WorkerHooks
+  /** What exited workers did, per slot, and why they exited. */
+  readonly ledger = new Ledger()
 
   constructor(private readonly o: GenerationsOptions) {
     this.hooks = {
       listening: () => o.changed(),
       served: (_, requests) => (this.served += requests),
-      retire: (w) => void this.recycle(w, `served ${w.requests} requests`),
+      retire: (w) => void this.recycle(w, `served ${w.requests} requests`, 'max-requests'),
       exit: (w, code, signal) => this.onExit(w, code, signal),
     }
   }
@@ -92,7 +108,10 @@ export class Generations {
       await Promise.all(started.map((w) => w.booted))
     } catch (err) {
       // Stop, not SIGKILL: the worker that failed is exiting already, and the others are told to exit now.
-      for (const w of started) w.stop(false, 0)
+      for (const w of started) {
+        w.leaving ??= 'boot-failed'
+        w.stop(false, 0)
+      }
       await Promise.all(started.map((w) => w.exited))
       throw err
     }
@@ -103,12 +122,13 @@ export class Generations {
   promote(generation: number): number {
     this.serving = generation
     const old = this.all().filter((w) => w.generation !== generation)
-    for (const w of old) this.drain(w)
+    for (const w of old) this.drain(w, 'reload')
     return old.length
   }
 
-  private drain(w: WorkerHandle): void {
+  private drain(w: WorkerHandle, why: ExitReason): void {
     const { gracefulMs } = this.o.timings()
+    w.leaving ??= why
     w.stop(true, gracefulMs, HANDOVER_MS)
   }
 
@@ -128,7 +148,9 @@ export class Generations {
 
   private onExit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void {
     this.workers.delete(w.pid)
-    this.o.exited({ id: w.id, pid: w.pid, generation: w.generation, code, signal })
+    const reason = exitReason(w)
+    this.ledger.record(w.id, reason, w.report)
+    this.o.exited({ id: w.id, pid: w.pid, generation: w.generation, code, signal, reason })
     if (w.state === 'stopping' || w.generation !== this.serving || !this.o.allows('respawn')) return
     // An unexpected exit of a serving worker: replace it, with backoff when the slot keeps crashing.
     const stable = w.readyAt > 0 && this.o.rt.now() - w.readyAt >= STABLE_MS
@@ -159,13 +181,13 @@ export class Generations {
   }
 
   /** max-requests, max-worker-memory: start a replacement in the same slot, then drain the old worker. */
-  private async recycle(w: WorkerHandle, why: string): Promise<void> {
+  private async recycle(w: WorkerHandle, why: string, reason: ExitReason): Promise<void> {
     if (w.state !== 'ready' || !this.o.allows('recycle')) return // asked once; a stop may have begun
     w.state = 'retiring'
     this.o.log.info(`worker ${w.id} (pid ${w.pid}) ${why}: recycling it`)
     try {
       await this.spawn(w.id, w.generation).booted
-      this.drain(w)
+      this.drain(w, reason)
     } catch (err) {
       if (w.state === 'retiring') w.state = 'ready'
       this.o.log.error(`worker ${w.id}: replacement failed (${(err as Error).message}); the old worker keeps serving`)
@@ -179,7 +201,7 @@ export class Generations {
     const extra = live.filter((w) => w.id > count)
     if (extra.length > 0) {
       if (this.o.hasSlots()) void this.handOver(extra)
-      else for (const w of extra) this.drain(w)
+      else for (const w of extra) this.drain(w, 'scale')
     }
     for (let id = 1; id <= count; id++) if (!live.some((w) => w.id === id)) this.respawn(id, 0)
     this.o.changed()
@@ -195,8 +217,8 @@ export class Generations {
     const previous = this.live().find((w) => w.id === 1)
     try {
       await this.spawn(1, this.serving).booted
-      if (previous !== undefined) this.drain(previous)
-      for (const w of leaving) this.drain(w)
+      if (previous !== undefined) this.drain(previous, 'scale')
+      for (const w of leaving) this.drain(w, 'scale')
     } catch (err) {
       for (const w of leaving) if (w.state === 'retiring') w.state = 'ready'
       this.o.log.error(`TTOU: worker 1 could not take over the leaving slots (${(err as Error).message}); they keep serving`)
@@ -209,14 +231,13 @@ export class Generations {
     this.checkMemory()
   }
 
-  /** A worker over --max-worker-memory is recycled: its replacement boots, then it drains. */
+  /** Every worker's RSS is read; one over --max-worker-memory is recycled: its replacement boots, then it drains. */
   private checkMemory(): void {
-    const limitMb = this.o.maxMemoryMb()
-    if (limitMb === 0) return
+    const limit = this.o.maxMemory()
     for (const w of this.workers.values()) {
-      if (w.state !== 'ready') continue
-      const rss = this.o.rt.rss(w.pid) ?? 0
-      if (rss > limitMb * 1048576) void this.recycle(w, `uses ${Math.round(rss / 1048576)} MB, over --max-worker-memory ${limitMb}`)
+      w.rss = this.o.rt.rss(w.pid) ?? w.rss
+      if (limit > 0 && w.state === 'ready' && w.rss > limit)
+        void this.recycle(w, `uses ${mib(w.rss)}, over --max-worker-memory ${mib(limit)}`, 'memory')
     }
   }
 
@@ -250,7 +271,10 @@ export class Generations {
     this.respawns.clear()
     const all = this.all()
     const { gracefulMs } = this.o.timings()
-    for (const w of all) w.stop(graceful, gracefulMs, handover ? HANDOVER_MS : 0)
+    for (const w of all) {
+      w.leaving ??= 'stop'
+      w.stop(graceful, gracefulMs, handover ? HANDOVER_MS : 0)
+    }
     await Promise.all(all.map((w) => w.exited))
     return all.length
   }
@@ -264,7 +288,40 @@ export class Generations {
     for (const w of this.workers.values()) fn(w)
   }
 
+  /** Live workers only: the ledger keeps the ones gone. */
   stats(): WorkerStats[] {
-    return this.all().map((w) => ({ id: w.id, pid: w.pid, generation: w.generation, state: w.state, requests: w.requests }))
+    const now = this.o.rt.now()
+    return this.all().map((w) => ({
+      id: w.id,
+      pid: w.pid,
+      generation: w.generation,
+      state: w.state,
+      uptimeMs: now - w.spawnedAt,
+      lastBeatMs: now - w.lastBeat,
+      requests: w.requests,
+      inflight: w.report?.totals.inflight ?? 0,
+      connections: w.report?.connections ?? 0,
+      rss: w.rss,
+      cpuPercent: w.cpuPercent,
+      loopP99Ms: w.report?.loopP99 ?? 0,
+      loopMaxMs: w.report?.loopMax ?? 0,
+    }))
   }
+
+  /** The live workers' last reports, for the metrics. */
+  reports(): { id: number; rss: number; report: WorkerReport | undefined }[] {
+    return this.all().map((w) => ({ id: w.id, rss: w.rss, report: w.report }))
+  }
+}
+
+/** Why a worker exited: the master's reason for telling it to go, else a kill by heartbeat, else a crash. */
+function exitReason(w: WorkerHandle): ExitReason {
+  if (w.killReason === 'timeout') return 'timeout'
+  if (w.readyAt === 0 && w.leaving === undefined) return 'boot-failed'
+  return w.leaving ?? 'crash'
+}
+
+/** Bytes as the log shows them: `412 MiB`. */
+function mib(bytes: number): string {
+  return `${Math.round(bytes / 1048576)} MiB`
 }

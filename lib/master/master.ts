@@ -28,12 +28,13 @@ import { promote, reportServing, upgradeOrigin } from '../upgrade.js'
 import { version } from '../version.js'
 import { BinaryUpgrade } from './binary-upgrade.js'
 import type { MasterEvents } from './events.js'
-import { Generations, type WorkerStats } from './generations.js'
+import { Generations } from './generations.js'
 import { ask, rule, type Operation, type Phase, type Rule } from './phase.js'
 import { applyProcessSettings, SignalHandlers } from './process-setup.js'
 import { sleep, SYSTEM, type Runtime, type Timer } from './runtime.js'
 import { ReloadQueue } from './reload-queue.js'
 import { SocketSet } from './socket-set.js'
+import { masterStats, OperationsRecord, type MasterStats } from './stats.js'
 import { SystemdReporter, type StatusSnapshot } from './systemd-reporter.js'
 import { timingsOf, type Timings } from './timings.js'
 import { spawnWorker } from './spawn-worker.js'
@@ -60,6 +61,7 @@ export class Master extends EventEmitter<MasterEvents> {
   private readonly workers: Generations
   private readonly reporter: SystemdReporter
   private readonly upgrader: BinaryUpgrade
+  private readonly record: OperationsRecord
   private readonly signals: SignalHandlers | undefined
   private identity: { uid?: number; gid?: number } = {}
   private pidFile: string | undefined
@@ -82,6 +84,7 @@ export class Master extends EventEmitter<MasterEvents> {
     this.reporter = new SystemdReporter(options.notifier ?? new Notifier(), this.log, () => this.snapshot(), () => this.workers.healthy()).listen(this)
     this.sockets = new SocketSet(this.log, this.reporter)
     this.upgrader = new BinaryUpgrade(this.log, this.rt)
+    this.record = new OperationsRecord(() => this.rt.now()).listen(this)
     this.workers = new Generations({
       spawn: (id, generation, hooks) => {
         const { config, timings, identity, log, rt } = this
@@ -90,7 +93,7 @@ export class Master extends EventEmitter<MasterEvents> {
       },
       timings: () => this.timings,
       workers: () => this.config.workers,
-      maxMemoryMb: () => this.config.maxWorkerMemory,
+      maxMemory: () => this.config.maxWorkerMemory,
       hasSlots: () => this.sockets.hasSlots,
       allows: (operation) => rule(this.phase, operation) === 'run',
       changed: () => this.emit('status'),
@@ -250,13 +253,19 @@ export class Master extends EventEmitter<MasterEvents> {
 
   /** TTIN / TTOU: one worker more or fewer (never fewer than one). */
   scale(delta: number): void {
+    if (this.config.workers + delta < 1) return this.log.warn('TTOU: already down to one worker')
+    this.scaleTo(this.config.workers + delta)
+  }
+
+  /** `sdserve ctl scale N`: N workers from now on (reloads keep the count). False when the phase refuses it. */
+  scaleTo(workers: number): boolean {
     const r = this.ask('scale', 'scaling')
-    if (r !== 'run' && r !== 'defer') return
-    const workers = Math.max(1, this.config.workers + delta)
-    if (workers === this.config.workers) return this.log.warn('TTOU: already down to one worker')
+    if (r !== 'run' && r !== 'defer') return false
+    if (workers === this.config.workers) return true
     this.config = { ...this.config, workers }
     this.log.info(`scaling to ${workers} workers`)
     if (r === 'run') this.workers.reconcile()
+    return true
   }
 
   /**
@@ -292,6 +301,7 @@ export class Master extends EventEmitter<MasterEvents> {
     this.handedOver = true
     this.pidFile = result.pidFile
     promote(result.successor)
+    this.emit('upgraded', { pid: result.pid })
     await this.stop(true)
     return true
   }
@@ -345,8 +355,10 @@ export class Master extends EventEmitter<MasterEvents> {
     return { ready: w.ready, workers: this.config.workers, serving: w.serving, pending, served: w.served }
   }
 
-  /** A snapshot for the library API and tests. */
-  stats(): { generation: number; phase: Phase; workers: WorkerStats[] } {
-    return { generation: this.workers.serving, phase: this.phase, workers: this.workers.stats() }
+  /** A snapshot for `sdserve ctl`, the metrics, the library API and tests. */
+  stats(): MasterStats {
+    const { phase, workers, record } = this
+    const sockets = this.sockets.all().map(({ text }) => ({ text }))
+    return masterStats({ phase, target: this.config.workers, pending: this.snapshot().pending, workers, record, sockets })
   }
 }

@@ -161,6 +161,14 @@ export class SocketSet {
     return out
   }
 
+  /** Every listening socket the workers accept on, slot sockets included: for the accept-queue metric. */
+  all(): { text: string; fd: number }[] {
+    const out = this.listeners.map((l) => ({ text: l.text, fd: l.fd }))
+    for (const [slot, fds] of this.slots)
+      for (const [index, fd] of fds) out.push({ text: `${this.listeners[index]!.text} (slot ${slot})`, fd })
+    return out
+  }
+
   /** The sockets a new master gets in a binary upgrade: every listener, then the reuse-port slot sockets. */
   handed(): HandedSocket[] {
     const out: HandedSocket[] = this.listeners.map((l, i) => ({

@@ -16,8 +16,9 @@
 import type { ChildProcess } from 'node:child_process'
 import { AppLoadError, WorkerBootError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage } from '../protocol.js'
+import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage, type WorkerReport } from '../protocol.js'
 import type { BootMessage } from './boot-message.js'
+import type { ExitReason } from './ledger.js'
 import type { Runtime, Timer } from './runtime.js'
 import { BACKSTOP_MS } from './timings.js'
 
@@ -42,13 +43,22 @@ export class WorkerHandle {
   /** The APP spec it loads, for its load error. */
   private readonly app: string
   state: WorkerState = 'booting'
-  /** When it listened (runtime clock); 0 until then. */
+  /** When it was spawned and when it listened (runtime clock); readyAt is 0 until then. */
+  readonly spawnedAt: number
   readyAt = 0
   lastBeat: number
   requests = 0
   inflight: InflightRequest[] = []
+  /** Its last heartbeat's report; undefined until the first. */
+  report: WorkerReport | undefined
+  /** CPU use between its last two heartbeats, in percent of one core. */
+  cpuPercent = 0
+  /** Resident memory in bytes, as the master last read it (0: not yet). */
+  rss = 0
   /** Why the master killed it, for the exit log. */
   killReason: string | undefined
+  /** Why the master told it to go, for the exit metrics (undefined: it was not told). */
+  leaving: ExitReason | undefined
   readonly booted: Promise<void>
   readonly exited: Promise<void>
   private settleBoot!: (err?: Error) => void
@@ -66,7 +76,7 @@ export class WorkerHandle {
     this.generation = boot.generation
     this.app = boot.app
     this.pid = child.pid ?? 0 // undefined when spawn() itself failed (out of memory or pids)
-    this.lastBeat = rt.now()
+    this.spawnedAt = this.lastBeat = rt.now()
     this.booted = new Promise<void>((resolve, reject) => {
       this.settleBoot = (err) => (err === undefined ? resolve() : reject(err))
     })
@@ -116,9 +126,14 @@ export class WorkerHandle {
         this.settleBoot(new AppLoadError(this.app, m.message))
       },
       heartbeat: (m) => {
-        this.lastBeat = this.rt.now()
+        const now = this.rt.now()
+        const cpu = m.cpuUser + m.cpuSystem
+        const before = this.report !== undefined ? this.report.cpuUser + this.report.cpuSystem : 0
+        if (now > this.lastBeat) this.cpuPercent = Math.max(0, (cpu - before) / 10 / (now - this.lastBeat))
+        this.lastBeat = now
         this.count(m.requests)
         this.inflight = m.inflight
+        this.report = m
       },
       retire: (m) => {
         this.count(m.requests)

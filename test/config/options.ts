@@ -19,6 +19,8 @@ interface Expected {
   maxRequests: number
   maxRequestsJitter: number
   maxWorkerMemory: number
+  controlSocket: string | undefined
+  metricsBind: string | undefined
   pid: string | undefined
   chdir: string | undefined
   user: string | undefined

@@ -6,6 +6,22 @@
 import { EventEmitter } from 'node:events'
 import type { ChildProcess } from 'node:child_process'
 import type { Runtime, Timer } from '../../lib/master/runtime.js'
+import type { WorkerReport } from '../../lib/protocol.js'
+
+/** A heartbeat's report: nothing served, nothing in flight, unless the test says otherwise. */
+export function report(fields: Partial<WorkerReport> = {}): WorkerReport {
+  return {
+    requests: 0,
+    totals: { responses: [0, 0, 0, 0, 0, 0], buckets: new Array<number>(12).fill(0), seconds: 0, inflight: 0 },
+    connections: 0,
+    cpuUser: 0,
+    cpuSystem: 0,
+    loopP99: 0,
+    loopMax: 0,
+    inflight: [],
+    ...fields,
+  }
+}
 
 let nextPid = 1000
 
@@ -34,6 +50,11 @@ export class FakeChild extends EventEmitter {
   kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
     this.signals.push(signal)
     return true
+  }
+
+  /** A heartbeat with a report (see report()). */
+  beat(fields: Partial<WorkerReport> = {}): void {
+    this.say({ act: 'heartbeat', ...report(fields) })
   }
 
   /** The worker says something over IPC. */

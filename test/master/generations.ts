@@ -9,7 +9,7 @@ import { timingsOf } from '../../lib/master/timings.js'
 import { WorkerHandle } from '../../lib/master/worker-handle.js'
 import { FakeChild, FakeRuntime, settle } from '../helpers/fake-runtime.js'
 
-function make(options: { workers?: number; slots?: boolean; timeout?: number; maxMemoryMb?: number } = {}) {
+function make(options: { workers?: number; slots?: boolean; timeout?: number; maxMemory?: number } = {}) {
   const config: Config = { ...DEFAULTS, app: 'app.js', bind: [], config: undefined, timeout: options.timeout ?? 30 }
   const rt = new FakeRuntime()
   const lines: string[] = []
@@ -26,7 +26,7 @@ function make(options: { workers?: number; slots?: boolean; timeout?: number; ma
     },
     timings: () => timingsOf(config),
     workers: () => state.workers,
-    maxMemoryMb: () => options.maxMemoryMb ?? 0,
+    maxMemory: () => options.maxMemory ?? 0,
     hasSlots: () => options.slots === true,
     allows: (op) => state.allowed.has(op),
     changed: () => state.changed++,
@@ -196,7 +196,7 @@ t.test('heartbeats: a worker silent past --timeout is killed and the log says wh
   t.ok(m.g.healthy())
   m.g.check()
   t.same(m.newest(1).signals, [], 'a fresh heartbeat is fine')
-  m.newest(1).say({ act: 'heartbeat', requests: 1, inflight: [{ method: 'GET', url: '/slow', ms: 900 }] })
+  m.newest(1).beat({ requests: 1, inflight: [{ method: 'GET', url: '/slow', ms: 900 }] })
   m.rt.advance(1001)
   m.g.check()
   t.same([m.newest(1).signals, m.newest(2).signals], [['SIGKILL'], ['SIGKILL']])
@@ -236,7 +236,7 @@ t.test('stopAll: every worker is told, pending respawns are dropped; forEach', a
 })
 
 t.test('--max-worker-memory: a worker over it is recycled, its replacement first; one under it, or gone, is left alone', async (t) => {
-  const m = make({ workers: 2, maxMemoryMb: 100 })
+  const m = make({ workers: 2, maxMemory: 100 * 1048576 })
   await serving(m)
   const [one, two] = [m.newest(1), m.newest(2)]
   m.rt.memory.set(one.pid!, 101 * 1048576)
@@ -244,7 +244,7 @@ t.test('--max-worker-memory: a worker over it is recycled, its replacement first
   m.g.check()
   m.g.check() // asked again while its replacement boots: one recycle
   t.same(m.g.stats().map((s) => s.state), ['retiring', 'ready', 'booting'])
-  t.match(m.log(), /worker 1 \(pid \d+\) uses 101 MB, over --max-worker-memory 100: recycling it/)
+  t.match(m.log(), /worker 1 \(pid \d+\) uses 101 MiB, over --max-worker-memory 100 MiB: recycling it/)
   m.newest(1).say({ act: 'listening', description: 'x' })
   await settle()
   t.same(one.acts(), ['boot', 'stop'])

@@ -127,7 +127,7 @@ t.test('--max-requests whose replacement cannot boot: the old worker keeps servi
 })
 
 t.test('--max-worker-memory: a worker that grows past it is replaced with zero failed requests', async (t) => {
-  const s = await start(t, ['-w', '1', '--max-worker-memory', '300'])
+  const s = await start(t, ['-w', '1', '--max-worker-memory', '300M'])
   await ready(s, 1)
   const before = parse((await get({ port: s.port })).body).pid
   let replaced = false
@@ -139,7 +139,7 @@ t.test('--max-worker-memory: a worker that grows past it is replaced with zero f
   t.equal((await get({ port: s.port, path: '/grow?mb=400' })).status, 200)
   const result = await traffic
   t.equal(result.failed, 0, `no failed requests: ${result.errors.slice(0, 3).join('; ')}`)
-  t.match(s.child.output(), new RegExp(`worker 1 \\(pid ${before}\\) uses \\d+ MB, over --max-worker-memory 300: recycling it`))
+  t.match(s.child.output(), new RegExp(`worker 1 \\(pid ${before}\\) uses \\d+ MiB, over --max-worker-memory 300 MiB: recycling it`))
   t.not(parse((await get({ port: s.port })).body).pid, before, 'a new worker serves')
   s.child.kill('SIGTERM')
   t.equal(await s.child.exited, 0)

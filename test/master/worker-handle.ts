@@ -39,7 +39,7 @@ t.test('boot: listening makes it ready and resolves booted; heartbeats and retir
   t.ok(w.live)
   t.equal(w.readyAt, rt.now())
   rt.advance(100)
-  child.say({ act: 'heartbeat', requests: 5, inflight: [{ method: 'GET', url: '/', ms: 3 }] })
+  child.beat({ requests: 5, inflight: [{ method: 'GET', url: '/', ms: 3 }] })
   t.equal(w.lastBeat, rt.now())
   t.same(w.inflight, [{ method: 'GET', url: '/', ms: 3 }])
   child.say({ act: 'retire', requests: 7 })
