@@ -4,6 +4,7 @@
  * cmd values starting with NODE_).
  */
 
+import type { DrainReason } from './drain.js'
 import type { RequestTotals } from './http/request-counters.js'
 import type { LogFormat, LogLevel } from './logger.js'
 
@@ -88,6 +89,8 @@ export type MasterMessage =
       heartbeatMs: number
       /** How long a stop may take when the worker is sent SIGTERM directly (KillMode=control-group). */
       gracefulTimeoutMs: number
+      /** Over how long it ends the long-lived connections its app left open, on a SIGTERM stop. */
+      drainWindowMs: number
       limits: RequestLimits
       proxy: ProxySettings
       /** The access log: a file path or '-' (stdout), and gunicorn's format; undefined: none. */
@@ -105,6 +108,10 @@ export type MasterMessage =
        * connections are closed one by one over this many milliseconds rather than all at once.
        */
       handoverMs: number
+      /** Over how long the WebSockets and event streams its app left open are ended, each at its own moment. */
+      windowMs: number
+      /** What the app is told (lib/drain.ts). */
+      reason: DrainReason
     }
   | { cmd: typeof CMD; act: 'reopen-logs' }
 

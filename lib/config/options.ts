@@ -160,6 +160,19 @@ export const OPTION_TABLE = {
     default: 30,
     validate: seconds(MAX_SECONDS, SECONDS),
   }),
+  /**
+   * Seconds over which a draining worker ends the WebSockets and event
+   * streams its app left open, each at its own moment (lib/http/long-lived.ts).
+   * Unset: half the graceful timeout, at most 5 s; never more than it.
+   */
+  drainWindow: option({
+    flag: 'drain-window',
+    meta: 'SECONDS',
+    help: 'end WebSockets and event streams left open by a draining worker spread over this long',
+    default: undefined,
+    defaultText: 'half of --graceful-timeout, at most 5',
+    validate: seconds(MAX_SECONDS, SECONDS),
+  }),
   /** Seconds an idle keep-alive connection is kept open. */
   keepAlive: option({
     flag: 'keep-alive',

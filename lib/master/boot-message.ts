@@ -32,6 +32,7 @@ export function bootMessage(
     maxRequests: config.maxRequests > 0 ? config.maxRequests + jitter(config.maxRequestsJitter) : 0,
     heartbeatMs: timings.heartbeatMs,
     gracefulTimeoutMs: timings.gracefulMs,
+    drainWindowMs: timings.drainWindowMs,
     limits: {
       headersTimeoutMs: timings.headersTimeoutMs,
       requestTimeoutMs: timings.requestTimeoutMs,

@@ -91,10 +91,11 @@ t.test('an exit before listening rejects the boot, also when it was told to stop
 t.test('stop: graceful sends the deadline and hand-over; the backstop kills one that overstays; stop twice is once', async (t) => {
   const { child, w, rt } = make()
   child.say({ act: 'listening', description: 'x' })
-  w.stop(true, 2000, 300)
+  w.leaving = 'memory'
+  w.stop(true, 2000, 300, 5000)
   t.notOk(w.live)
   w.stop(false, 0)
-  t.same(child.sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: true, timeoutMs: 2000, handoverMs: 300 })
+  t.same(child.sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: true, timeoutMs: 2000, handoverMs: 300, windowMs: 2000, reason: 'recycle' }, 'the window within the deadline')
   rt.advance(2999)
   t.same(child.signals, [])
   rt.advance(1)
