@@ -253,3 +253,27 @@ t.test('--max-worker-memory: a worker over it is recycled, its replacement first
   m.g.check()
   t.same(two.acts(), ['boot'], 'a worker whose memory cannot be read (gone) is left alone')
 })
+
+t.test('generations drain side by side, at most two: a third reload hurries the oldest', async (t) => {
+  const m = make({ workers: 1 })
+  await serving(m)
+  for (let generation = 2; generation <= 5; generation++) {
+    const next = m.g.start(1)
+    m.listenAll()
+    m.g.promote(await next)
+  }
+  const stopMessages = (generation: number) =>
+    m.g
+      .stats()
+      .filter((s) => s.generation === generation)
+      .flatMap((s) => m.children.get(s.pid)!.sent.filter((x) => (x as { act: string }).act === 'stop')) as { timeoutMs: number }[]
+  t.same(
+    m.g.stats().map((s) => [s.generation, s.state]),
+    [[1, 'stopping'], [2, 'stopping'], [3, 'stopping'], [4, 'stopping'], [5, 'ready']],
+    'no drain held up a reload',
+  )
+  t.same(stopMessages(1).map((x) => x.timeoutMs), [30000, 2000, 2000], 'the oldest was hurried at each reload that made too many (4 and 5)')
+  t.same(stopMessages(2).map((x) => x.timeoutMs), [30000, 2000], 'hurried at 5')
+  t.same(stopMessages(3).map((x) => x.timeoutMs), [30000], 'the two newest drain at their own pace')
+  t.same(stopMessages(4).map((x) => x.timeoutMs), [30000])
+})

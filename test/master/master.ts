@@ -91,3 +91,10 @@ t.test('a config file that never finishes loading holds a stop no longer than th
   t.equal(await stopped, 0)
   t.match(m.log(), /stopped\n$/)
 })
+
+t.test('--drain-window: half the graceful timeout by default, at most 5 s, never past the graceful timeout', async (t) => {
+  t.equal(timingsOf({ ...DEFAULTS }).drainWindowMs, 5000, 'graceful 30 s: 5 s')
+  t.equal(timingsOf({ ...DEFAULTS, gracefulTimeout: 4 }).drainWindowMs, 2000, 'graceful 4 s: 2 s')
+  t.equal(timingsOf({ ...DEFAULTS, drainWindow: 12 }).drainWindowMs, 12000)
+  t.equal(timingsOf({ ...DEFAULTS, gracefulTimeout: 3, drainWindow: 12 }).drainWindowMs, 3000)
+})
