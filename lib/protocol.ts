@@ -6,6 +6,7 @@
 
 import type { DrainReason } from './drain.js'
 import type { RequestTotals } from './http/request-counters.js'
+import type { HealthStatus } from './master/health.js'
 import type { LogFormat, LogLevel } from './logger.js'
 
 export const CMD = 'SDSERVE'
@@ -97,6 +98,8 @@ export type MasterMessage =
       accessLog: { file: string; format: string } | undefined
       /** The error log, as the master's: the worker's own lines (refused clients, log reopen failures) follow it. */
       errorLog: ErrorLogSettings
+      /** --health-path: answered by the worker, with the master's view of the host; undefined: none. */
+      health: { path: string; log: boolean; status: HealthStatus } | undefined
     }
   | {
       cmd: typeof CMD
@@ -114,6 +117,7 @@ export type MasterMessage =
       reason: DrainReason
     }
   | { cmd: typeof CMD; act: 'reopen-logs' }
+  | { cmd: typeof CMD; act: 'health'; status: HealthStatus }
 
 export type WorkerMessage =
   | { cmd: typeof CMD; act: 'listening'; description: string }

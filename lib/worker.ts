@@ -13,6 +13,7 @@ import { AccessLog } from './http/access-log.js'
 import { RequestCounters } from './http/request-counters.js'
 import { LongLived } from './http/long-lived.js'
 import { beginDrain, type DrainReason } from './drain.js'
+import type { HealthStatus } from './master/health.js'
 import { AllowList, clientAddress, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
 import { ExitCode } from './errors.js'
 import { listenOn } from './listen-on.js'
@@ -72,6 +73,11 @@ const LOOP_RESOLUTION_MS = 20
  */
 function loopDelayMs(ns: number): number {
   return Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS)
+}
+
+/** Whether a request's URL is path, with or without a query. */
+function isPath(url: string | undefined, path: string): boolean {
+  return url === path || (url !== undefined && url.startsWith(path) && url[path.length] === '?')
 }
 
 /** Set on a draining worker's connections: when (Date.now()) their next response closes them. */
@@ -187,6 +193,8 @@ export class Worker {
   private noKeepAlive = false
   private heartbeat: NodeJS.Timeout | undefined
   private readonly counters = new RequestCounters()
+  /** --health-path and what it answers, as the master last said. */
+  private health: BootMessage['health']
   /** WebSockets and event streams, ended one by one when draining. */
   private readonly longLived = new LongLived()
   /** The drain's deadline timer (a hurried drain replaces it). */
@@ -219,6 +227,7 @@ export class Worker {
       return
     }
     this.maxRequests = message.maxRequests
+    this.health = message.health
     this.noKeepAlive = message.keepAliveMs === 0
     const allow = AllowList.parse(message.proxy.forwardedAllowIps)
     if (message.accessLog !== undefined) {
@@ -247,6 +256,7 @@ export class Worker {
   /** The one request listener of every server: count, refuse what breaks the limits, then the app. */
   private listener(app: Listener, limits: RequestLimits, allow: AllowList, strip: boolean): Listener {
     return (req, res) => {
+      if (this.health !== undefined && isPath(req.url, this.health.path)) return this.answerHealth(req, res)
       this.requests++
       this.counters.start(res)
       // Who the client is (trusted proxy headers), stored on req for client(req); untrusted ones removed.
@@ -269,6 +279,20 @@ export class Worker {
       }
       app(req, res)
     }
+  }
+
+  /** A health check: answered here, never by the app; not counted, and not logged unless asked. */
+  private answerHealth(req: IncomingMessage, res: ServerResponse): void {
+    const status = this.draining ? 'draining' : (this.health?.status ?? 'ok')
+    if (this.health?.log === true) this.accessLog?.track(req, res, clientAddress)
+    if (this.draining) res.shouldKeepAlive = false
+    res.writeHead(status === 'ok' ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
+    res.end(`${status}\n`)
+  }
+
+  /** The master's view of the host changed (lib/master/health.ts). */
+  setHealth(status: HealthStatus): void {
+    if (this.health !== undefined) this.health.status = status
   }
 
   /** The heartbeat: this worker is alive, with its totals (done, when it is about to exit). */
@@ -411,6 +435,7 @@ export function runWorker(): void {
       },
       stop: (m) => worker.stop(m.graceful, m.timeoutMs, m.handoverMs, m.windowMs, m.reason),
       'reopen-logs': () => worker.reopenLogs(),
+      health: (m) => worker.setHealth(m.status),
     })
   })
 }

@@ -271,10 +271,18 @@ export class Generations {
 
   /** For the watchdog: at least one serving worker has a fresh heartbeat. */
   healthy(): boolean {
+    return this.all().some((w) => this.beating(w))
+  }
+
+  /** For the health endpoint: workers of the serving generation that are ready and beat. */
+  get beatingServing(): number {
+    return this.all().filter((w) => w.generation === this.serving && this.beating(w)).length
+  }
+
+  private beating(w: WorkerHandle): boolean {
     const { timeoutMs, heartbeatMs } = this.o.timings()
     const limit = timeoutMs > 0 ? timeoutMs : 3 * heartbeatMs
-    const now = this.o.rt.now()
-    return this.all().some((w) => w.state === 'ready' && now - w.lastBeat <= limit)
+    return (w.state === 'ready' || w.state === 'retiring') && this.o.rt.now() - w.lastBeat <= limit
   }
 
   /** Stop every worker (no respawn after this); handover: a new master's workers take their clients. */

@@ -20,6 +20,8 @@ export interface Timings {
   heartbeatMs: number
   /** A draining worker's deadline. */
   gracefulMs: number
+  /** How long a graceful stop spends in lame duck first. */
+  lameDuckMs: number
   /** Over how long a draining worker ends the WebSockets and event streams its app left open. */
   drainWindowMs: number
   keepAliveMs: number
@@ -61,7 +63,7 @@ export const BACKSTOP_MS = { graceful: 1000, fast: 2000 }
 const ms = (seconds: number): number => Math.round(seconds * 1000)
 
 export function timingsOf(
-  config: Pick<Config, 'timeout' | 'bootTimeout' | 'gracefulTimeout' | 'drainWindow' | 'keepAlive' | 'headersTimeout' | 'requestTimeout'>,
+  config: Pick<Config, 'timeout' | 'bootTimeout' | 'gracefulTimeout' | 'drainWindow' | 'lameDuck' | 'keepAlive' | 'headersTimeout' | 'requestTimeout'>,
 ): Timings {
   const timeoutMs = ms(config.timeout)
   const gracefulMs = ms(config.gracefulTimeout)
@@ -72,6 +74,7 @@ export function timingsOf(
     bootMs,
     heartbeatMs: timeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(timeoutMs / 4))) : 1000,
     gracefulMs,
+    lameDuckMs: ms(config.lameDuck),
     drainWindowMs: Math.min(gracefulMs, config.drainWindow !== undefined ? ms(config.drainWindow) : Math.min(DRAIN_WINDOW_MAX_MS, gracefulMs / 2)),
     keepAliveMs: ms(config.keepAlive),
     headersTimeoutMs: ms(config.headersTimeout),

@@ -16,11 +16,14 @@ interface Expected {
   bootTimeout: number | undefined
   gracefulTimeout: number
   drainWindow: number | undefined
+  lameDuck: number
   keepAlive: number
   maxRequests: number
   maxRequestsJitter: number
   maxWorkerMemory: number
   controlSocket: string | undefined
+  healthPath: string | undefined
+  logHealthChecks: boolean
   metricsBind: string | undefined
   pid: string | undefined
   chdir: string | undefined
