@@ -226,15 +226,16 @@ export class ControlServer {
 
   /** Stop serving: answer whoever waits for the stop, close every connection, remove the file if ours. */
   async close(): Promise<void> {
-    for (const socket of this.awaitingStop) answer(socket, { ok: true, command: 'stop' })
-    for (const socket of this.clients) socket.end()
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    for (const socket of this.clients) socket.destroySoon()
+    // While our socket is still bound its inode cannot be reused: a file with the same inode is ours.
     try {
       if (statSync(this.path).ino === this.inode) unlinkSync(this.path)
     } catch {
       // Gone already (removed by hand, or by a new master that replaced it).
     }
+    for (const socket of this.awaitingStop) answer(socket, { ok: true, command: 'stop' })
+    for (const socket of this.clients) socket.end()
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    for (const socket of this.clients) socket.destroySoon()
     await closed
   }
 }
