@@ -119,3 +119,11 @@ t.test('a config file that never finishes loading holds a stop no longer than th
   t.equal(await stopped, 0)
   t.match(m.log(), /stopped\n$/)
 })
+
+t.test('scaleTo (sdserve ctl scale): refused once stopping', async (t) => {
+  const { master } = make()
+  const stopped = master.stop()
+  t.equal(master.scaleTo(3), false, 'refused')
+  t.equal(master.stats().target, 2, 'the target is unchanged')
+  t.equal(await stopped, 0)
+})
