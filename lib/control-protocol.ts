@@ -31,7 +31,8 @@ export type ControlAnswer =
 export function parseRequest(line: string, maxWorkers: number): ControlRequest {
   const text = line.trim()
   let fields: Record<string, unknown>
-  if (text.startsWith('{')) {
+  // JSON is an object; anything else that looks like JSON (an array, a string) is told so, not taken as words.
+  if (/^[[{"]/.test(text)) {
     let parsed: unknown
     try {
       parsed = JSON.parse(text)

@@ -65,12 +65,13 @@ function parse(argv: string[], env: NodeJS.ProcessEnv): CtlArgs | 'help' {
     },
   })
   if (values.help === true) return 'help'
-  const socket = values.socket ?? env.SDSERVE_CONTROL_SOCKET ?? controlSocketPath(undefined, env)
+  if (positionals.length === 0) throw new CtlError(`a command is needed: one of ${COMMANDS.join(', ')}`)
+  // An empty $SDSERVE_CONTROL_SOCKET is as good as unset.
+  const socket = values.socket ?? (env.SDSERVE_CONTROL_SOCKET || controlSocketPath(undefined, env))
   if (socket === undefined || socket === '')
     throw new CtlError('no control socket: pass --socket PATH, the master\'s --control-socket (under systemd with RuntimeDirectory=app: /run/app/sdserve.ctl)')
   const timeout = values.timeout ?? String(DEFAULT_TIMEOUT_S)
   if (!/^[0-9]+(\.[0-9]+)?$/.test(timeout) || Number(timeout) <= 0) throw new CtlError(`--timeout must be a positive number of seconds, got ${JSON.stringify(timeout)}`)
-  if (positionals.length === 0) throw new CtlError(`a command is needed: one of ${COMMANDS.join(', ')}`)
   let request: ControlRequest
   try {
     request = parseRequest(positionals.join(' '), MAX_WORKERS)

@@ -80,10 +80,10 @@ export class ControlServer {
   }
 
   private accept(socket: Socket): void {
-    const fd = (socket as Socket & { _handle?: { fd?: number } })._handle?.fd ?? -1
     let uid = -1
     try {
-      ;({ uid } = peerCredentials(fd))
+      // node keeps an accepted socket's fd on its handle; without one, peerCredentials throws and the peer is refused.
+      ;({ uid } = peerCredentials((socket as Socket & { _handle: { fd: number } })._handle.fd))
     } catch (err) {
       this.log.warn(`control socket: cannot read a peer's credentials: ${(err as Error).message}`)
     }
@@ -100,19 +100,30 @@ export class ControlServer {
     socket.on('error', () => undefined) // a ctl that went away: its answer is lost, nothing else
     socket.setEncoding('utf8')
     let buffered = ''
-    socket.on('data', (chunk: string) => {
+    // One connection's requests are answered in order: a script reads answer n for its request n.
+    let queue = Promise.resolve()
+    const tooLong = (text: string): boolean => Buffer.byteLength(text) > MAX_REQUEST_BYTES
+    const onData = (chunk: string): void => {
       buffered += chunk
       let newline: number
       while ((newline = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, newline)
         buffered = buffered.slice(newline + 1)
-        if (line.trim() !== '') void this.handle(socket, line)
+        if (tooLong(line)) return refuse()
+        if (line.trim() !== '') queue = queue.then(() => this.handle(socket, line))
       }
-      if (Buffer.byteLength(buffered) > MAX_REQUEST_BYTES) {
+      if (tooLong(buffered)) refuse()
+    }
+    // An overlong request costs the connection: nothing more is read from it, and it closes after the answers due.
+    const refuse = (): void => {
+      socket.off('data', onData)
+      socket.pause()
+      queue = queue.then(() => {
         answer(socket, { ok: false, command: '', error: `request longer than ${MAX_REQUEST_BYTES} bytes` })
-        socket.end()
-      }
-    })
+        socket.destroySoon()
+      })
+    }
+    socket.on('data', onData)
   }
 
   private async handle(socket: Socket, line: string): Promise<void> {
@@ -123,7 +134,15 @@ export class ControlServer {
       return answer(socket, { ok: false, command: '', error: (err as Error).message })
     }
     this.log.info(`control socket: ${request.command}${request.command === 'scale' ? ` ${request.workers}` : ''}`)
-    answer(socket, await this.run(request, socket))
+    let result: ControlAnswer | undefined
+    try {
+      result = await this.run(request, socket)
+    } catch (err) {
+      // A master that throws must not take the control socket (or the process, as an unhandled rejection) with it.
+      this.log.error(`control socket: ${request.command} failed: ${(err as Error).message}`)
+      result = { ok: false, command: request.command, error: (err as Error).message }
+    }
+    answer(socket, result)
   }
 
   /** Run one command; undefined: the answer comes later (stop: at close()). */
@@ -169,13 +188,26 @@ export class ControlServer {
       const live = s.workers.filter((w) => w.generation === s.generation && (w.state === 'ready' || w.state === 'booting'))
       return s.phase === 'stopping' || (live.length === workers && live.every((w) => w.state === 'ready'))
     }
-    // 'status' comes at every change and about once a second; a ctl that went away stops the wait.
+    // 'status' comes at every change and about once a second, 'phase' at a stop; a ctl that went away ends the wait.
     while (!reached()) {
       if (socket.destroyed) return undefined
-      await new Promise<void>((resolve) => this.master.once('status', () => resolve()))
+      await this.change(socket)
     }
     if (this.master.stats().phase === 'stopping') return { ok: false, command: 'scale', error: 'the master is stopping' }
     return { ok: true, command: 'scale', workers }
+  }
+
+  /** Resolves at the master's next 'status' or 'phase', or when the ctl goes away; leaves no listener behind. */
+  private change(socket: Socket): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.master.off('status', done).off('phase', done)
+        socket.off('close', done)
+        resolve()
+      }
+      this.master.on('status', done).on('phase', done)
+      socket.on('close', done)
+    })
   }
 
   private async upgrade(): Promise<ControlAnswer> {
@@ -194,15 +226,16 @@ export class ControlServer {
 
   /** Stop serving: answer whoever waits for the stop, close every connection, remove the file if ours. */
   async close(): Promise<void> {
-    for (const socket of this.awaitingStop) answer(socket, { ok: true, command: 'stop' })
-    for (const socket of this.clients) socket.end()
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    for (const socket of this.clients) socket.destroySoon()
+    // While our socket is still bound its inode cannot be reused: a file with the same inode is ours.
     try {
       if (statSync(this.path).ino === this.inode) unlinkSync(this.path)
     } catch {
       // Gone already (removed by hand, or by a new master that replaced it).
     }
+    for (const socket of this.awaitingStop) answer(socket, { ok: true, command: 'stop' })
+    for (const socket of this.clients) socket.end()
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    for (const socket of this.clients) socket.destroySoon()
     await closed
   }
 }

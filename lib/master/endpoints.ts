@@ -46,7 +46,11 @@ export class Endpoints {
 
   private async bind(): Promise<void> {
     const path = controlSocketPath(this.config.controlSocket, process.env)
-    if (path !== undefined && !this.closed) this.control = await ControlServer.open(path, this.master, this.log)
+    if (path === undefined || this.closed) return
+    const control = await ControlServer.open(path, this.master, this.log)
+    // Closed while it was opening (a stop while a promoted new master takes over): it is not kept open.
+    if (this.closed) return control.close()
+    this.control = control
   }
 
   private async takeOver(): Promise<void> {

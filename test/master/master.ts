@@ -138,3 +138,11 @@ t.test('health: the workers hear each change; a stop with --lame-duck answers 50
   await fast.exitStopped()
   t.equal(await cut, 0)
 })
+
+t.test('scaleTo (sdserve ctl scale): refused once stopping', async (t) => {
+  const { master } = make()
+  const stopped = master.stop()
+  t.equal(master.scaleTo(3), false, 'refused')
+  t.equal(master.stats().target, 2, 'the target is unchanged')
+  t.equal(await stopped, 0)
+})
