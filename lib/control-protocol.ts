@@ -8,9 +8,10 @@
  * same as words, `scale 3`. An answer is `{"ok":true,"command":...}` with
  * the command's fields, or `{"ok":false,"command":...,"error":"why"}`.
  */
+import type { HealthStatus } from './master/health.js'
 import type { MasterStats } from './master/stats.js'
 
-export const COMMANDS = ['status', 'workers', 'reload', 'scale', 'reopen-logs', 'upgrade', 'stop'] as const
+export const COMMANDS = ['status', 'workers', 'reload', 'scale', 'drain', 'resume', 'reopen-logs', 'upgrade', 'stop'] as const
 export type Command = (typeof COMMANDS)[number]
 
 export type ControlRequest = { command: Exclude<Command, 'scale'> } | { command: 'scale'; workers: number }
@@ -24,6 +25,7 @@ export type ControlAnswer =
   | { ok: true; command: 'reload'; generation: number }
   | { ok: true; command: 'scale'; workers: number }
   | { ok: true; command: 'reopen-logs' | 'stop' }
+  | { ok: true; command: 'drain' | 'resume'; health: HealthStatus }
   | { ok: true; command: 'upgrade'; pid: number }
   | { ok: false; command: string; error: string }
 

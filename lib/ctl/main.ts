@@ -31,6 +31,8 @@ Commands:
   workers      one line per worker: pid, state, uptime, requests, in flight, RSS, CPU, event-loop delay
   reload       start a new generation; answers once it serves, or with its boot error
   scale N      N workers (until a reload restores the configured count); answers once N serve
+  drain        lame duck: health checks answer 503, everything is still served (--health-path)
+  resume       end the lame duck: health checks answer as before
   reopen-logs  reopen the log files (as USR1)
   upgrade      binary upgrade (as USR2); answers once the new master serves
   stop         graceful stop; answers once the master has stopped

@@ -61,7 +61,7 @@ export function renderStatus(s: MasterStats, now = Date.now()): string {
   const outcome = (o: MasterStats['reloads']): string => `${o.ok} ok, ${o.failed} failed${o.lastError !== undefined ? ` (last: ${o.lastError})` : ''}`
   const sockets = s.sockets.map((k) => (k.queued !== undefined ? `${k.text} queue ${k.queued} of ${k.backlog}` : `${k.text} queue unknown`))
   const lines = [
-    `sdserve ${s.version}, master ${s.pid}, up ${duration(now - s.startedAt)}, ${s.phase}`,
+    `sdserve ${s.version}, master ${s.pid}, up ${duration(now - s.startedAt)}, ${s.phase}, health ${s.health}`,
     `generation ${s.generation}: ${ready} of ${s.target} workers ready${s.pending !== undefined ? `; generation ${s.pending} booting` : ''}`,
     `requests   ${ended} ended (${counts(responses)}); ${inflight} in flight`,
     `reloads    ${outcome(s.reloads)}`,
@@ -83,6 +83,9 @@ export function render(a: Extract<ControlAnswer, { ok: true }>): string {
       return `reloaded: generation ${a.generation} serving\n`
     case 'scale':
       return `scaled: ${a.workers} workers serving\n`
+    case 'drain':
+    case 'resume':
+      return `${a.command === 'drain' ? 'draining (lame duck)' : 'resumed'}: health checks answer ${a.health}\n`
     case 'reopen-logs':
       return 'log files reopened\n'
     case 'upgrade':

@@ -31,6 +31,7 @@ export interface Controllable extends EventEmitter<MasterEvents> {
   reload(): Promise<boolean>
   scaleTo(workers: number): boolean
   reopenLogs(): void
+  setLameDuck(on: boolean): void
   upgrade(): Promise<boolean>
   stop(graceful?: boolean): Promise<number>
 }
@@ -159,6 +160,11 @@ export class ControlServer {
         return this.reload()
       case 'scale':
         return this.scale(request.workers, socket)
+      case 'drain':
+      case 'resume':
+        // Lame duck: health checks answer 503 (drain) or as before (resume); everything is still served.
+        m.setLameDuck(request.command === 'drain')
+        return { ok: true, command: request.command, health: m.stats().health }
       case 'reopen-logs':
         m.reopenLogs()
         return { ok: true, command: 'reopen-logs' }

@@ -403,6 +403,6 @@ export class Master extends EventEmitter<MasterEvents> {
   stats(): MasterStats {
     const { phase, workers, record } = this
     const sockets = acceptQueues(this.sockets.all())
-    return masterStats({ phase, target: this.config.workers, pending: this.snapshot().pending, workers, record, sockets })
+    return masterStats({ phase, target: this.config.workers, pending: this.snapshot().pending, health: this.health, workers, record, sockets })
   }
 }

@@ -9,6 +9,7 @@ import { version } from '../version.js'
 import type { MasterEvents } from './events.js'
 import type { Generations, WorkerStats } from './generations.js'
 import { addReport, EXIT_REASONS, type ExitReason, type SlotRestarts, type SlotTotals } from './ledger.js'
+import type { HealthStatus } from './health.js'
 import type { Phase } from './phase.js'
 
 /** How many of an operation went well and how many failed; the last failure's reason. */
@@ -50,6 +51,8 @@ export interface MasterStats {
   pending: number | undefined
   /** The worker count the master keeps (--workers, TTIN/TTOU, `ctl scale`). */
   target: number
+  /** What the health endpoint answers (lib/master/health.ts). */
+  health: HealthStatus
   workers: (WorkerStats & { restarts: number; lastExit: ExitReason | undefined })[]
   slots: SlotStats[]
   exits: Record<ExitReason, number>
@@ -92,6 +95,7 @@ export interface StatsSources {
   phase: Phase
   target: number
   pending: number | undefined
+  health: HealthStatus
   workers: Generations
   record: OperationsRecord
   sockets: SocketStats[]
@@ -112,6 +116,7 @@ export function masterStats(s: StatsSources): MasterStats {
     generation: workers.serving,
     pending: s.pending,
     target: s.target,
+    health: s.health,
     workers: live.map((w) => {
       const r = ledger.restarts(w.id)
       return { ...w, restarts: r.restarts, lastExit: r.last }

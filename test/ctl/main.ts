@@ -51,7 +51,7 @@ t.test('--help', async (t) => {
 t.test('usage errors: exit 2, a message, nothing sent', async (t) => {
   const env = { SDSERVE_CONTROL_SOCKET: '/nonexistent/ctl.sock' }
   const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
-    [[], env, /^sdserve ctl: a command is needed: one of status, workers, reload, scale, reopen-logs, upgrade, stop\n$/],
+    [[], env, /^sdserve ctl: a command is needed: one of status, workers, reload, scale, drain, resume, reopen-logs, upgrade, stop\n$/],
     [[], {}, /a command is needed/],
     [['--json'], env, /a command is needed/],
     [['--timeout', 'x', 'status'], env, /^sdserve ctl: --timeout must be a positive number of seconds, got "x"\n$/],
@@ -104,7 +104,7 @@ t.test('every command as text', async (t) => {
   t.equal(status.code, 0)
   // The uptime is computed at render time: compare everything but the first line.
   t.equal(status.stdout.split('\n').slice(1).join('\n'), renderStatus(m.fake.stats()).split('\n').slice(1).join('\n'))
-  t.match(status.stdout, /^sdserve 0\.0\.0, master 1, up \S+, serving\n/)
+  t.match(status.stdout, /^sdserve 0\.0\.0, master 1, up \S+, serving, health ok\n/)
   const workers = await ctl(['workers'], env)
   t.match(workers.stdout, /^SLOT +PID[^\n]*\n1 +1101 [^\n]*\n2 +1102 [^\n]*\n2 workers, target 2\n$/)
   t.same(await ctl(['--timeout', '30', 'scale', '2'], env), { code: 0, stdout: 'scaled: 2 workers serving\n', stderr: '' })

@@ -34,7 +34,7 @@ const slot = (id: number, responses: number[], inflight: number): SlotStats => (
   restarts: { restarts: 0, last: undefined },
 })
 
-const zeroExits = { crash: 0, timeout: 0, 'boot-failed': 0, 'max-requests': 0, memory: 0, reload: 0, scale: 0, stop: 0 }
+const zeroExits = { crash: 0, timeout: 0, 'boot-failed': 0, 'max-requests': 0, memory: 0, reload: 0, scale: 0, upgrade: 0, stop: 0 }
 
 const stats = (over: Partial<MasterStats> = {}): MasterStats => ({
   pid: 100,
@@ -45,6 +45,7 @@ const stats = (over: Partial<MasterStats> = {}): MasterStats => ({
   generation: 2,
   pending: undefined,
   target: 2,
+  health: 'ok',
   workers: [worker(), worker({ id: 2, pid: 4343, state: 'booting' }), worker({ id: 1, pid: 4141, generation: 1, state: 'retiring' })],
   slots: [],
   exits: { ...zeroExits },
@@ -84,7 +85,7 @@ t.test('status: a quiet master', async (t) => {
   t.equal(
     text,
     [
-      'sdserve 9.9.9, master 100, up 45s, serving',
+      'sdserve 9.9.9, master 100, up 45s, serving, health ok',
       'generation 2: 0 of 2 workers ready',
       'requests   0 ended (none); 0 in flight',
       'reloads    0 ok, 0 failed',
@@ -107,7 +108,7 @@ t.test('status: a busy one', async (t) => {
     sockets: [{ text: '127.0.0.1:8080', queued: 1, backlog: 511 }, { text: 'unix:/run/a.sock' }],
   })
   const lines = renderStatus(s, 1_000_000 + 7_500_000).split('\n')
-  t.equal(lines[0], 'sdserve 9.9.9, master 100, up 2h05m, reloading')
+  t.equal(lines[0], 'sdserve 9.9.9, master 100, up 2h05m, reloading, health ok')
   t.equal(lines[1], 'generation 2: 1 of 2 workers ready; generation 3 booting', 'only ready workers of the serving generation count')
   t.equal(lines[2], 'requests   21 ended (2xx 15, 3xx 2, 4xx 3, 5xx 1); 3 in flight', 'summed over the slots; missing classes count 0')
   t.equal(lines[3], 'reloads    3 ok, 1 failed (last: boom)')
@@ -140,6 +141,8 @@ t.test('render: every answer kind', async (t) => {
   t.equal(render({ ok: true, command: 'reload', generation: 5 }), 'reloaded: generation 5 serving\n')
   t.equal(render({ ok: true, command: 'scale', workers: 3 }), 'scaled: 3 workers serving\n')
   t.equal(render({ ok: true, command: 'reopen-logs' }), 'log files reopened\n')
+  t.equal(render({ ok: true, command: 'drain', health: 'lame-duck' }), 'draining (lame duck): health checks answer lame-duck\n')
+  t.equal(render({ ok: true, command: 'resume', health: 'ok' }), 'resumed: health checks answer ok\n')
   t.equal(render({ ok: true, command: 'upgrade', pid: 999 }), 'upgraded: the new master 999 serves; this one is draining and will exit\n')
   t.equal(render({ ok: true, command: 'stop' }), 'stopped\n')
 })

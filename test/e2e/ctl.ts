@@ -21,7 +21,7 @@ t.test('the control socket is in RuntimeDirectory, mode 0600, owned by the dynam
 t.test('status and workers as root, with the unit\'s MainPID and both sockets\' accept queues', async (t) => {
   const mainPid = await prop(c, 'app.service', 'MainPID')
   const status = await must(c, ctl('status'))
-  t.match(status, new RegExp(`^sdserve \\S+, master ${mainPid}, up \\S+, serving\\n`))
+  t.match(status, new RegExp(`^sdserve \\S+, master ${mainPid}, up \\S+, serving, health ok\\n`))
   t.match(status, /generation 1: 2 of 2 workers ready/)
   t.match(status, /unix:\/run\/app\.sock queue 0 of 2048/, 'the UNIX socket\'s queue, through sock_diag')
   t.match(status, /127\.0\.0\.1:8000 queue 0 of 2048/)

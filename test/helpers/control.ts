@@ -2,6 +2,7 @@
  * Helpers for the control socket's tests: a fake master (a Controllable the
  * test drives) and a line client that reads answers one by one.
  */
+import type { HealthStatus } from '../../lib/master/health.js'
 import { EventEmitter, once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import type { Controllable } from '../../lib/master/control-server.js'
@@ -36,6 +37,7 @@ export class FakeMaster extends EventEmitter<MasterEvents> implements Controllab
   phase: Phase = 'serving'
   generation = 1
   target = 2
+  health: HealthStatus = 'ok'
   workers: Worker[] = [worker(1, 1), worker(2, 1)]
   readonly calls: string[] = []
   onReload: () => Promise<boolean> = async () => {
@@ -60,7 +62,8 @@ export class FakeMaster extends EventEmitter<MasterEvents> implements Controllab
       target: this.target,
       workers: this.workers,
       slots: [],
-      exits: { crash: 0, timeout: 0, 'boot-failed': 0, 'max-requests': 0, memory: 0, reload: 0, scale: 0, stop: 0 },
+      health: this.health,
+      exits: { crash: 0, timeout: 0, 'boot-failed': 0, 'max-requests': 0, memory: 0, reload: 0, scale: 0, upgrade: 0, stop: 0 },
       reloads: { ok: 0, failed: 0 },
       upgrades: { ok: 0, failed: 0 },
       sockets: [],
@@ -76,6 +79,10 @@ export class FakeMaster extends EventEmitter<MasterEvents> implements Controllab
   }
   reopenLogs(): void {
     this.calls.push('reopen-logs')
+  }
+  setLameDuck(on: boolean): void {
+    this.calls.push(`lame-duck ${on}`)
+    this.health = on ? 'lame-duck' : 'ok'
   }
   upgrade(): Promise<boolean> {
     this.calls.push('upgrade')

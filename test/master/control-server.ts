@@ -90,6 +90,16 @@ t.test('reopen-logs', async (t) => {
   t.same(c.master.calls, ['reopen-logs'])
 })
 
+t.test('drain and resume: lame duck on and off, answered with what health checks now say', async (t) => {
+  const c = await open(t)
+  const client = await c.client()
+  client.send('drain\n')
+  t.same(await client.next(), { ok: true, command: 'drain', health: 'lame-duck' })
+  client.send('{"command":"resume"}\n')
+  t.same(await client.next(), { ok: true, command: 'resume', health: 'ok' })
+  t.same(c.master.calls, ['lame-duck true', 'lame-duck false'])
+})
+
 t.test('reload: the new generation, the failure, the refusal', async (t) => {
   const c = await open(t)
   const client = await c.client()

@@ -53,7 +53,7 @@ t.test('status and workers', async (t) => {
   t.equal(lstatSync(sock).mode & 0o777, 0o600, 'the socket file is 0600')
   const status = await ctl(t, ['--socket', sock, 'status'])
   t.equal(status.code, 0)
-  t.match(status.out, new RegExp(`^sdserve \\S+, master ${s.child.pid}, up \\S+, serving\n`))
+  t.match(status.out, new RegExp(`^sdserve \\S+, master ${s.child.pid}, up \\S+, serving, health ok\n`))
   t.match(status.out, /^generation 1: 2 of 2 workers ready$/m)
   const pids = servingPids(s, 1)
   t.equal(pids.length, 2)

@@ -8,7 +8,9 @@ import t from 'tap'
 import { Agent } from 'node:http'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { get, waitFor, waitForOutput } from '../helpers/proc.js'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { cli, get, shortTmp, waitFor, waitForOutput } from '../helpers/proc.js'
 import { parse, ready, start } from '../helpers/master-process.js'
 
 t.test('200 from the workers once ready, with or without a query; not in the access log unless asked', async (t) => {
@@ -81,6 +83,21 @@ t.test('a draining worker answers 503 draining on a connection it still holds', 
   await waitForOutput(s.child, /reloaded: generation 2 serving/)
   const h = await get({ port: s.port, path: '/healthz', agent })
   t.same([h.status, h.body, h.headers.connection], [503, 'draining\n', 'close'])
+  s.child.kill('SIGTERM')
+  t.equal(await s.child.exited, 0)
+})
+
+t.test('sdserve ctl drain and resume: 503 lame-duck and back, the app served throughout', async (t) => {
+  const ctlSocket = join(shortTmp(t), 'sdserve.ctl')
+  const s = await start(t, ['--health-path', '/healthz', '--control-socket', ctlSocket])
+  await ready(s)
+  await waitForOutput(s.child, /health: ok/)
+  const ctl = async (command: string): Promise<string> => (await promisify(execFile)(process.execPath, [cli, 'ctl', '--socket', ctlSocket, command])).stdout
+  t.equal(await ctl('drain'), 'draining (lame duck): health checks answer lame-duck\n')
+  await waitFor(async () => (await get({ port: s.port, path: '/healthz' })).status === 503, 'both workers heard it')
+  t.equal((await get({ port: s.port })).status, 200, 'the app is served')
+  t.equal(await ctl('resume'), 'resumed: health checks answer ok\n')
+  await waitFor(async () => (await get({ port: s.port, path: '/healthz' })).status === 200, 'healthy again')
   s.child.kill('SIGTERM')
   t.equal(await s.child.exited, 0)
 })
