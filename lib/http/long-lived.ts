@@ -62,11 +62,13 @@ export class LongLived {
     this.upgraded.set(socket, websocket)
     socket.once('close', () => this.upgraded.delete(socket))
     if (!websocket) return
-    // Notice the app's own close frame: a second one would break the protocol. Frames start a write
-    // (ws writes each frame's header first), so the first byte tells.
+    // Notice the app's own close frame: a second one would break the protocol. What is written is
+    // followed, the 101 response and then frame by frame (a payload's first byte may look like a
+    // close frame's: ws writes headers and payloads apart).
+    const frames = new OutgoingFrames()
     const write = socket.write.bind(socket) as (...args: unknown[]) => boolean
     socket.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
-      if (chunk instanceof Uint8Array && chunk[0] === 0x88) socket[CLOSE_SENT] = true
+      if (socket[CLOSE_SENT] !== true && frames.closes(chunk, rest[0])) socket[CLOSE_SENT] = true
       return write(chunk, ...rest)
     }) as Duplex['write']
   }
@@ -100,7 +102,14 @@ export class LongLived {
   }
 }
 
+/**
+ * Whether a response is an event stream. Headers given to writeHead() as an
+ * object are not kept for getHeader() (only written out): once the head is
+ * out, it is what tells.
+ */
 function isEventStream(res: ServerResponse): boolean {
+  const head = (res as ServerResponse & { _header?: string | null })._header
+  if (typeof head === 'string') return /^content-type:[ \t]*text\/event-stream/im.test(head)
   return /^\s*text\/event-stream/i.test(String(res.getHeader('content-type') ?? ''))
 }
 
@@ -122,4 +131,70 @@ function endStream(res: ServerResponse): 'done' | 'later' {
   res.once('finish', () => res.socket?.end())
   res.end()
   return 'done'
+}
+
+const RESPONSE_END = Buffer.from('\r\n\r\n')
+
+/**
+ * Follows the frames a server writes to a WebSocket: each header says how
+ * long its payload is, which is skipped without being read.
+ */
+class OutgoingFrames {
+  /** How much of the end of the 101 response ("\r\n\r\n") has been written: the frames come after. */
+  private response = 0
+  /** Payload bytes of the current frame still to come. */
+  private payload = 0
+  /** The bytes of a header so far (a header may come in pieces). */
+  private head: number[] = []
+
+  /** Whether this write holds (the start of) a close frame. */
+  closes(chunk: unknown, encoding: unknown): boolean {
+    if (typeof chunk === 'string') {
+      const enc = typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8'
+      const length = Buffer.byteLength(chunk, enc)
+      // A text payload (ws writes strings as they are): skipped without a copy.
+      if (length <= this.payload) {
+        this.payload -= length
+        return false
+      }
+      chunk = Buffer.from(chunk, enc)
+    }
+    if (!(chunk instanceof Uint8Array)) return false
+    let close = false
+    for (let i = 0; i < chunk.length; ) {
+      if (this.response < RESPONSE_END.length) {
+        const byte = chunk[i++]
+        this.response = byte === RESPONSE_END[this.response] ? this.response + 1 : byte === RESPONSE_END[0] ? 1 : 0
+        continue
+      }
+      if (this.payload > 0) {
+        const n = Math.min(this.payload, chunk.length - i)
+        this.payload -= n
+        i += n
+        continue
+      }
+      this.head.push(chunk[i++]!)
+      const size = headerSize(this.head)
+      if (size === undefined || this.head.length < size) continue
+      if ((this.head[0]! & 0x0f) === 0x08) close = true
+      this.payload = payloadLength(this.head)
+      this.head = []
+    }
+    return close
+  }
+}
+
+/** A frame header's size, once its first two bytes are known: 2, the extended length (2 or 8), the mask (4). */
+function headerSize(head: number[]): number | undefined {
+  if (head.length < 2) return undefined
+  const len7 = head[1]! & 0x7f
+  return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (head[1]! & 0x80 ? 4 : 0)
+}
+
+function payloadLength(head: number[]): number {
+  const len7 = head[1]! & 0x7f
+  if (len7 < 126) return len7
+  let n = 0
+  for (let i = 2; i < (len7 === 126 ? 4 : 10); i++) n = n * 256 + head[i]!
+  return n
 }
