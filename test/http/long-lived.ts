@@ -3,7 +3,7 @@
  * in process: what a drain ends, how, and what it leaves alone.
  */
 import t, { type Test } from 'tap'
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
@@ -163,9 +163,9 @@ async function handWritten(t: Test): Promise<{ s: Served; side: Duplex; raw: Awa
   let side: Duplex | undefined
   s.server.on('upgrade', (_req, socket: Duplex) => {
     side = socket
-    // The 101 in pieces, its blank line split across writes, with a lone CR before it.
+    // The 101 in pieces, its blank line split across writes, with a stray CR before a line's end.
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r')
-    socket.write(Buffer.from('\nConnection: Upgrade\r\n\r'))
+    socket.write(Buffer.from('\r\nConnection: Upgrade\r\n\r'))
     socket.write('\n')
   })
   const raw = await rawClient(s.port)
@@ -261,6 +261,34 @@ t.test('retrying stops at the deadline: a reader that never reads is left to the
   raw.socket.destroy()
 })
 
+t.test('an upgrade during the drain is ended within what is left of the window, once the app has answered it', async (t) => {
+  const s = await serve(t)
+  const deadline = Date.now() + 20000
+  s.longLived.drain(s.responses, 300, deadline)
+  const client = await wsClient(s.port)
+  t.equal((await client.closed).code, 1001, 'a WebSocket opened while draining')
+  await sleep(400) // the window is over: what comes now is ended at once
+  const late = await wsClient(s.port)
+  t.equal((await late.closed).code, 1001, 'one opened after the window')
+  t.ok(Date.now() <= deadline, 'both before the deadline')
+})
+
+t.test('a WebSocket whose 101 is not out yet is not written to: its close comes after the 101', async (t) => {
+  const s = await serve(t, undefined, true)
+  s.server.on('upgrade', (_req, socket: Duplex) => {
+    // The app answers late (an asynchronous check, say), after the drain's moment for this socket.
+    setTimeout(() => socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'), 300)
+  })
+  s.longLived.drain(s.responses, 0, Date.now() + 20000)
+  const raw = await rawClient(s.port)
+  await raw.ended
+  t.same(
+    raw.frames().map((f) => [f.opcode, f.payload.readUInt16BE(0)]),
+    [[8, 1001]],
+    'the 101, then the close frame',
+  )
+})
+
 t.test('another upgraded protocol is just ended, with no WebSocket frame', async (t) => {
   const s = await serve(t, undefined, true)
   s.server.on('upgrade', (_req, socket: Duplex) => {
@@ -300,6 +328,7 @@ t.test('an event stream is ended cleanly; other responses in flight are left alo
       res.write('data: 1\n\n')
       return
     }
+    if (req.url === '/nothing-yet') return // no header set, nothing written
     if (req.url === '/events-unsent') {
       // Headers set, nothing written yet.
       res.setHeader('Content-Type', 'text/event-stream')
@@ -312,14 +341,39 @@ t.test('an event stream is ended cleanly; other responses in flight are left alo
   const streams = Array.from({ length: 3 }, () => fetchText(s.port, '/events'))
   const unsent = fetchText(s.port, '/events-unsent')
   const slow = fetchText(s.port, '/slow')
-  await waitFor(() => s.responses.size === 5, 'five responses in flight')
+  const nothingYet = fetchText(s.port, '/nothing-yet')
+  await waitFor(() => s.responses.size === 6, 'six responses in flight')
   s.longLived.drain(s.responses, 100, Date.now() + 10000)
   for (const r of await Promise.all(streams)) t.same(r, { body: 'data: 1\n\n', how: 'end' }, 'the client sees the end, not an error')
   t.same(await unsent, { body: '', how: 'end' }, 'a stream whose head was not out yet too')
   await sleep(200)
-  t.equal(s.responses.size, 1, 'the plain response is still in flight')
+  t.equal(s.responses.size, 2, 'the plain responses are still in flight')
   held[0]!.end('part 2\n')
-  t.same(await slow, { body: 'part 1\npart 2\n', how: 'end' }, 'and completes')
+  t.same(await slow, { body: 'part 1\npart 2\n', how: 'end' }, 'and complete')
+  for (const res of s.responses) res.end('late\n')
+  t.same(await nothingYet, { body: 'late\n', how: 'end' })
+})
+
+t.test("an event stream's connection is ended with it, even a kept-alive one: the client reconnects elsewhere", async (t) => {
+  const s = await serve(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.write('data: 1\n\n')
+  })
+  const agent = new Agent({ keepAlive: true })
+  t.teardown(() => agent.destroy())
+  let socketClosed: Promise<void> | undefined
+  const stream = new Promise<string>((resolve) => {
+    request({ host: '127.0.0.1', port: s.port, agent }, (res) => {
+      socketClosed = new Promise((r) => res.socket.once('close', () => r()))
+      res.resume()
+      res.on('end', () => resolve('end'))
+    }).end()
+  })
+  await waitFor(() => s.responses.size === 1, 'the stream open')
+  s.longLived.drain(s.responses, 20, Date.now() + 10000)
+  t.equal(await stream, 'end')
+  await socketClosed
+  t.pass('the connection closed too')
 })
 
 t.test('an event stream with data queued is ended after it; one already ended or destroyed is skipped', async (t) => {
