@@ -23,15 +23,15 @@ interface DrainState {
   controller: AbortController
   info: DrainInfo | undefined
   listeners: Set<(info: DrainInfo) => void>
-  /** Where a listener's throw goes: beginDrain's report, kept for the listeners added after the drain. */
-  report: (err: unknown) => void
+  /** Where a listener's throw goes: beginDrain's report, kept (with info) for the listeners added after the drain. */
+  report?: (err: unknown) => void
 }
 
 const KEY = Symbol.for('sdserve.drain')
 
 function state(): DrainState {
   const g = globalThis as { [KEY]?: DrainState }
-  return (g[KEY] ??= { controller: new AbortController(), info: undefined, listeners: new Set(), report: () => undefined })
+  return (g[KEY] ??= { controller: new AbortController(), info: undefined, listeners: new Set() })
 }
 
 /** Aborted when this worker begins to drain; its `reason` is the DrainInfo. Never aborted outside a worker. */
@@ -52,7 +52,7 @@ export function draining(): DrainInfo | undefined {
 export function onDrain(listener: (info: DrainInfo) => void): () => void {
   const s = state()
   if (s.info !== undefined) {
-    call(listener, s.info, s.report)
+    call(listener, s.info, s.report!)
     return () => undefined
   }
   s.listeners.add(listener)
