@@ -23,6 +23,8 @@ interface DrainState {
   controller: AbortController
   info: DrainInfo | undefined
   listeners: Set<(info: DrainInfo) => void>
+  /** Where a listener's throw goes: beginDrain's report, kept (with info) for the listeners added after the drain. */
+  report?: (err: unknown) => void
 }
 
 const KEY = Symbol.for('sdserve.drain')
@@ -50,7 +52,7 @@ export function draining(): DrainInfo | undefined {
 export function onDrain(listener: (info: DrainInfo) => void): () => void {
   const s = state()
   if (s.info !== undefined) {
-    listener(s.info)
+    call(listener, s.info, s.report!)
     return () => undefined
   }
   s.listeners.add(listener)
@@ -65,13 +67,17 @@ export function beginDrain(info: DrainInfo, report: (err: unknown) => void): voi
   const s = state()
   if (s.info !== undefined) return
   s.info = info
-  for (const listener of s.listeners) {
-    try {
-      listener(info)
-    } catch (err) {
-      report(err)
-    }
-  }
+  s.report = report
+  for (const listener of s.listeners) call(listener, info, report)
   s.listeners.clear()
   s.controller.abort(info)
+}
+
+/** A listener's throw is reported, never the caller's: onDrain may be called from a request handler while the worker drains. */
+function call(listener: (info: DrainInfo) => void, info: DrainInfo, report: (err: unknown) => void): void {
+  try {
+    listener(info)
+  } catch (err) {
+    report(err)
+  }
 }

@@ -30,7 +30,7 @@ function events(req, res) {
   // Event n is the same on every worker, so a client resumes anywhere: ids are the count itself.
   let n = Number(req.headers['last-event-id'] ?? 0) || 0
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' })
-  res.write(`retry: 200\n: served by ${worker}\n\n`)
+  res.write(`retry: 200\nevent: worker\ndata: ${worker}\n\n`)
   const timer = setInterval(() => res.write(`id: ${++n}\ndata: ${n}\n\n`), TICK_MS)
   streams.add(res)
   res.on('close', () => {
