@@ -45,7 +45,7 @@ export function usage(): string {
   // Wide enough for the longest flag (gunicorn's --limit-request-field_size BYTES) and two spaces.
   const column = Math.max(...OPTIONS.map((o) => `    --${o.flag} ${o.meta}`.length)) + 4
   const line = (left: string, right: string): string => `  ${left.padEnd(column - 2)}${right}\n`
-  let text = 'Usage: sdserve [OPTIONS] APP\n\n'
+  let text = 'Usage: sdserve [OPTIONS] APP\n       sdserve ctl [--socket PATH] [--json] COMMAND   (sdserve ctl --help)\n\n'
   text += 'Serve APP with a master process and a pool of worker processes, for systemd:\n'
   text += 'socket activation, sd_notify (Type=notify-reload), graceful reload and stop.\n\n'
   text += 'APP: path/to/app.js (its default export), app.js:name (an export), or\n'
@@ -101,6 +101,8 @@ function exitCodeOf(err: SdserveError): number {
  * before anything is started.
  */
 export async function main(argv: string[], env: NodeJS.ProcessEnv, io: CliIo = processIo, runMaster?: RunMaster): Promise<number> {
+  // `sdserve ctl ...` talks to a running master; it starts nothing.
+  if (argv[0] === 'ctl') return (await import('./ctl/main.js')).ctlMain(argv.slice(1), env, io)
   const held = holdSignals()
   const code = await run(argv, env, io, held, runMaster)
   held.release()

@@ -16,6 +16,8 @@ export const ErrorCode = {
   APP_LOAD: 'SDSERVE_ERR_APP_LOAD',
   /** A worker failed to boot (exit code 3). */
   WORKER_BOOT: 'SDSERVE_ERR_WORKER_BOOT',
+  /** `sdserve ctl` could not get an answer from the control socket, or the master refused the command. */
+  CTL: 'SDSERVE_ERR_CTL',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 
@@ -49,6 +51,13 @@ export class ConfigError extends SdserveError {
     super(ErrorCode.CONFIG, `${option} must be ${expected}, got ${show(value)}`)
     this.option = option
     this.value = value
+  }
+}
+
+/** `sdserve ctl`: the control socket could not be reached or did not answer. */
+export class CtlError extends SdserveError {
+  constructor(message: string) {
+    super(ErrorCode.CTL, message)
   }
 }
 

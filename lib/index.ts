@@ -30,10 +30,14 @@ export {
   socketInfo,
   socketPair,
   formatAddress,
+  peerCredentials,
+  listenQueue,
   type SocketInfo,
   type SocketAddress,
   type ReceivedMessage,
   type ReusePortOptions,
+  type PeerCredentials,
+  type ListenQueue,
 } from './native.js'
 export {
   ErrorCode,

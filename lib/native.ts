@@ -28,6 +28,8 @@ interface Addon {
   setCloexec(fd: number, on: boolean): number
   getCloexec(fd: number): number
   socketInfo(fd: number): number | RawSocketInfo
+  peerCredentials(fd: number): number | PeerCredentials
+  listenQueue(fd: number): number | ListenQueue
   socketPair(type: number): number | [number, number]
   pipe(): number | [number, number]
   pidfdIdSelf(): number | bigint
@@ -287,6 +289,50 @@ export function formatAddress(address: SocketAddress): string {
     case 'other':
       return `family ${address.family}`
   }
+}
+
+export interface PeerCredentials {
+  pid: number
+  uid: number
+  gid: number
+}
+
+/**
+ * The process on the other end of a connected UNIX stream socket (SO_PEERCRED,
+ * as the kernel recorded it at connect() time): what a control socket checks
+ * to serve only root and its own uid.
+ */
+export function peerCredentials(fd: number): PeerCredentials {
+  checkFd(fd)
+  const r = loadAddon().peerCredentials(fd)
+  if (typeof r === 'number') throw systemError('getsockopt', r)
+  return { pid: r.pid, uid: r.uid, gid: r.gid }
+}
+
+export interface ListenQueue {
+  /** Connections the kernel has completed and that wait for accept(). */
+  queued: number
+  /** The most that may wait: listen()'s backlog, capped by net.core.somaxconn. */
+  backlog: number
+}
+
+/**
+ * The accept queue of a listening TCP or UNIX stream socket: a saturation
+ * metric (workers that fall behind leave connections queued). TCP reads
+ * TCP_INFO; UNIX asks NETLINK_SOCK_DIAG, since SIOCINQ is EINVAL on a UNIX
+ * listener. Where netlink sockets are forbidden (systemd's
+ * RestrictAddressFamilies= without AF_NETLINK) a UNIX socket throws the system
+ * error (EAFNOSUPPORT): callers treat that as "unavailable".
+ */
+export function listenQueue(fd: number): ListenQueue {
+  const info = socketInfo(fd)
+  if (!info.listening || info.type !== 'stream')
+    throw new InvalidArgumentError('fd', fd, 'a listening TCP or UNIX stream socket')
+  // Other families (listening SCTP is inet; vsock is not) get EAFNOSUPPORT from the addon.
+  const r = loadAddon().listenQueue(fd)
+  // Only the UNIX path fails once socketInfo() has accepted the fd: TCP_INFO on a TCP listener does not.
+  if (typeof r === 'number') throw systemError('sock_diag', r)
+  return { queued: r.queued, backlog: r.backlog }
 }
 
 /** An AF_UNIX socket pair, close-on-exec and non-blocking. */

@@ -277,6 +277,45 @@ static napi_value socket_info(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value make_uint(napi_env env, unsigned v) {
+  napi_value out;
+  napi_create_uint32(env, v, &out);
+  return out;
+}
+
+/* peerCredentials(fd) -> { pid, uid, gid } | -errno */
+static napi_value peer_credentials(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  int32_t fd;
+  struct sds_peercred pc;
+  int r;
+  if (!get_args(env, info, argv, 1)) return NULL;
+  if (!get_fd(env, argv[0], &fd)) return NULL;
+  r = sds_peer_credentials(fd, &pc);
+  if (r < 0) return make_int(env, r);
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "pid", make_int(env, pc.pid));
+  napi_set_named_property(env, out, "uid", make_uint(env, pc.uid));
+  napi_set_named_property(env, out, "gid", make_uint(env, pc.gid));
+  return out;
+}
+
+/* listenQueue(fd) -> { queued, backlog } | -errno */
+static napi_value listen_queue(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  int32_t fd;
+  struct sds_listenq lq;
+  int r;
+  if (!get_args(env, info, argv, 1)) return NULL;
+  if (!get_fd(env, argv[0], &fd)) return NULL;
+  r = sds_listen_queue(fd, &lq);
+  if (r < 0) return make_int(env, r);
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "queued", make_uint(env, lq.queued));
+  napi_set_named_property(env, out, "backlog", make_uint(env, lq.backlog));
+  return out;
+}
+
 static napi_value pair_result(napi_env env, int r, const int fds[2]) {
   napi_value arr;
   if (r < 0) return make_int(env, r);
@@ -326,6 +365,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setCloexec", NULL, set_cloexec, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getCloexec", NULL, get_cloexec, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketInfo", NULL, socket_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerCredentials", NULL, peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listenQueue", NULL, listen_queue, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pipe", NULL, make_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pidfdIdSelf", NULL, pidfd_id_self, NULL, NULL, NULL, napi_enumerable, NULL},

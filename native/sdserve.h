@@ -53,6 +53,27 @@ int sds_get_cloexec(int fd);
 
 int sds_socket_info(int fd, struct sds_sockinfo *out);
 
+struct sds_peercred {
+  int pid;
+  unsigned uid;
+  unsigned gid;
+};
+
+/* SO_PEERCRED: who is on the other end of a connected UNIX stream socket. */
+int sds_peer_credentials(int fd, struct sds_peercred *out);
+
+struct sds_listenq {
+  unsigned queued;  /* connections waiting for accept() */
+  unsigned backlog; /* the most that may wait (listen()'s backlog, capped by somaxconn) */
+};
+
+/* The accept queue of a listening stream socket: TCP_INFO for AF_INET and
+ * AF_INET6, NETLINK_SOCK_DIAG (UNIX_DIAG_RQLEN) for AF_UNIX, where SIOCINQ is
+ * EINVAL on a listener. -EINVAL when fd is not listening; -EAFNOSUPPORT for
+ * another family, or when netlink sockets are forbidden (seccomp, systemd's
+ * RestrictAddressFamilies). */
+int sds_listen_queue(int fd, struct sds_listenq *out);
+
 /* An AF_UNIX socket pair of the given type, both ends close-on-exec and non-blocking. */
 int sds_socketpair(int type, int fds[2]);
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -314,4 +315,186 @@ int sds_pidfd_id_self(uint64_t *out) {
   close(fd);
   *out = ino;
   return 0;
+}
+
+int sds_peer_credentials(int fd, struct sds_peercred *out) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  memset(&cred, 0, sizeof cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return neg_errno();
+  out->pid = (int)cred.pid;
+  out->uid = (unsigned)cred.uid;
+  out->gid = (unsigned)cred.gid;
+  return 0;
+}
+
+/* For a listener the kernel reports the accept queue in tcpi_unacked and the
+ * backlog in tcpi_sacked (tcp_get_info()). */
+static int tcp_listen_queue(int fd, struct sds_listenq *out) {
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  memset(&ti, 0, sizeof ti);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) return neg_errno();
+  out->queued = ti.tcpi_unacked;
+  out->backlog = ti.tcpi_sacked;
+  return 0;
+}
+
+/* NETLINK_SOCK_DIAG's wire format for AF_UNIX, from the kernel's uapi headers
+ * (linux/netlink.h, linux/sock_diag.h, linux/unix_diag.h; a stable ABI),
+ * spelled out because the musl toolchain ships no kernel headers. */
+#define SDS_NETLINK_SOCK_DIAG 4
+#define SDS_SOCK_DIAG_BY_FAMILY 20
+#define SDS_NLM_F_REQUEST 0x01
+#define SDS_NLMSG_ERROR 0x2
+#define SDS_NLMSG_DONE 0x3
+#define SDS_UDIAG_SHOW_RQLEN 0x10
+#define SDS_UNIX_DIAG_RQLEN 4
+#define SDS_ALIGN4(n) (((n) + 3U) & ~3U)
+
+struct sds_nlmsghdr {
+  uint32_t len;
+  uint16_t type;
+  uint16_t flags;
+  uint32_t seq;
+  uint32_t pid;
+};
+struct sds_sockaddr_nl {
+  sa_family_t family;
+  unsigned short pad;
+  uint32_t pid;
+  uint32_t groups;
+};
+struct sds_unix_diag_req {
+  uint8_t family;
+  uint8_t protocol;
+  uint16_t pad;
+  uint32_t states;
+  uint32_t ino;
+  uint32_t show;
+  uint32_t cookie[2];
+};
+struct sds_unix_diag_msg {
+  uint8_t family;
+  uint8_t type;
+  uint8_t state;
+  uint8_t pad;
+  uint32_t ino;
+  uint32_t cookie[2];
+};
+struct sds_rtattr {
+  uint16_t len;
+  uint16_t type;
+};
+struct sds_unix_diag_rqlen {
+  uint32_t rqueue;
+  uint32_t wqueue;
+};
+
+/* Find UNIX_DIAG_RQLEN in one sock_diag reply (msg, len bytes after the
+ * netlink header) about inode ino: for a listener the read queue is the
+ * accept queue and the write queue the backlog. */
+static int parse_unix_diag(const char *msg, size_t len, uint32_t ino, struct sds_listenq *out) {
+  struct sds_unix_diag_msg dm;
+  size_t off = SDS_ALIGN4(sizeof dm);
+  if (len < sizeof dm) return -ENOENT;
+  memcpy(&dm, msg, sizeof dm);
+  if (dm.ino != ino) return -ENOENT;
+  while (off + sizeof(struct sds_rtattr) <= len) {
+    struct sds_rtattr attr;
+    memcpy(&attr, msg + off, sizeof attr);
+    if (attr.len < sizeof attr || attr.len > len - off) break;
+    if (attr.type == SDS_UNIX_DIAG_RQLEN && attr.len >= sizeof attr + sizeof(struct sds_unix_diag_rqlen)) {
+      struct sds_unix_diag_rqlen rq;
+      memcpy(&rq, msg + off + sizeof attr, sizeof rq);
+      out->queued = rq.rqueue;
+      out->backlog = rq.wqueue;
+      return 0;
+    }
+    off += SDS_ALIGN4(attr.len);
+  }
+  return -ENOENT;
+}
+
+static int unix_listen_queue(int fd, struct sds_listenq *out) {
+  struct {
+    struct sds_nlmsghdr nlh;
+    struct sds_unix_diag_req req;
+  } request;
+  union {
+    uint32_t align;
+    char buf[8192];
+  } reply;
+  struct sds_sockaddr_nl kernel;
+  uint64_t ino;
+  ssize_t n;
+  size_t off, len;
+  int nl, r = -ENOENT;
+
+  if (inode_of(fd, &ino) < 0) return neg_errno();
+  memset(&request, 0, sizeof request);
+  request.nlh.len = sizeof request;
+  request.nlh.type = SDS_SOCK_DIAG_BY_FAMILY;
+  request.nlh.flags = SDS_NLM_F_REQUEST;
+  request.req.family = AF_UNIX;
+  request.req.states = 1U << TCP_LISTEN;
+  request.req.ino = (uint32_t)ino; /* socket inodes are 32-bit (get_next_ino()) */
+  request.req.show = SDS_UDIAG_SHOW_RQLEN;
+  /* An exact lookup by inode, whatever its cookie (INET_DIAG_NOCOOKIE). */
+  request.req.cookie[0] = ~0U;
+  request.req.cookie[1] = ~0U;
+  memset(&kernel, 0, sizeof kernel);
+  kernel.family = AF_NETLINK;
+
+  nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, SDS_NETLINK_SOCK_DIAG);
+  if (nl < 0) return neg_errno();
+  do {
+    n = sendto(nl, &request, sizeof request, 0, (const struct sockaddr *)&kernel, sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    close_keep_errno(nl);
+    return neg_errno();
+  }
+  /* The kernel answers an exact request while sendto() runs: never wait. */
+  do {
+    n = recv(nl, reply.buf, sizeof reply.buf, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    close_keep_errno(nl);
+    return neg_errno();
+  }
+  close(nl);
+  len = (size_t)n;
+  for (off = 0; off + sizeof(struct sds_nlmsghdr) <= len;) {
+    struct sds_nlmsghdr h;
+    const char *body = reply.buf + off + sizeof h;
+    memcpy(&h, reply.buf + off, sizeof h);
+    if (h.len < sizeof h || h.len > len - off) break;
+    if (h.type == SDS_NLMSG_ERROR) {
+      int error;
+      if (h.len >= sizeof h + sizeof error) {
+        memcpy(&error, body, sizeof error);
+        if (error < 0) return error;
+      }
+    } else if (h.type == SDS_SOCK_DIAG_BY_FAMILY) {
+      r = parse_unix_diag(body, h.len - sizeof h, (uint32_t)ino, out);
+      if (r == 0) return 0;
+    } else if (h.type == SDS_NLMSG_DONE) {
+      break;
+    }
+    off += SDS_ALIGN4(h.len);
+  }
+  return r;
+}
+
+int sds_listen_queue(int fd, struct sds_listenq *out) {
+  int family, type, listening, r;
+  memset(out, 0, sizeof *out);
+  if ((r = get_int_opt(fd, SOL_SOCKET, SO_DOMAIN, &family)) < 0) return r;
+  if ((r = get_int_opt(fd, SOL_SOCKET, SO_TYPE, &type)) < 0) return r;
+  if ((r = get_int_opt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening)) < 0) return r;
+  if (!listening || type != SOCK_STREAM) return -EINVAL;
+  if (family == AF_INET || family == AF_INET6) return tcp_listen_queue(fd, out);
+  if (family == AF_UNIX) return unix_listen_queue(fd, out);
+  return -EAFNOSUPPORT;
 }

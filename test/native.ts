@@ -1,13 +1,13 @@
 /**
  * The native addon through lib/native.ts, against real sockets, fds and
  * processes: SO_REUSEPORT listeners, SCM_RIGHTS fd passing, sd_notify
- * datagrams, close-on-exec, socket descriptions, and the raw addon's own
- * argument checks.
+ * datagrams, close-on-exec, socket descriptions, peer credentials, accept
+ * queues, and the raw addon's own argument checks.
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { chmodSync, closeSync, constants as fsConstants, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { connect, createServer, type Server } from 'node:net'
-import { constants as osConstants } from 'node:os'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { constants as osConstants, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t, { type Test } from 'tap'
@@ -17,8 +17,10 @@ import {
   getCloexec,
   listenReusePort,
   listenTcp,
+  listenQueue,
   listenUnix,
   packageRoot,
+  peerCredentials,
   pidfdIdSelf,
   pipe,
   recvFds,
@@ -669,6 +671,10 @@ t.test('raw addon: TypeError / RangeError, never a crash', async (t) => {
     ['getCloexec', [Infinity], 'RangeError'],
     ['getCloexec', [NaN], 'RangeError'],
     ['socketPair', ['stream'], 'TypeError'],
+    ['peerCredentials', [1.5], 'RangeError'],
+    ['peerCredentials', ['3'], 'TypeError'],
+    ['listenQueue', [-1], 'RangeError'],
+    ['listenQueue', [], 'TypeError'],
   ]
   for (const [name, args, kind] of cases) {
     const what = `${name}(${args.map(describeArg).join(', ')})`
@@ -774,4 +780,219 @@ t.test('listenTcp without reusePort, and listenUnix', async (t) => {
     [[path, { gid: 1.5 }], /gid must be a non-negative integer id/],
   ] as const)
     t.throws(() => listenUnix(...(args as unknown as Parameters<typeof listenUnix>)), { code: 'SDSERVE_ERR_INVALID_ARG', message: re })
+})
+
+// ---------------------------------------------------------------------------
+// 11. peerCredentials
+
+/** The fd under a net.Socket's handle (an internal, but stable on Linux). */
+function socketFd(socket: Socket): number {
+  return (socket as unknown as { _handle: { fd: number } })._handle.fd
+}
+
+/** A connected client, destroyed at teardown; rejects on error or after 5 s. */
+function connected(t: Test, options: { path: string } | { host: string; port: number }): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(options)
+    t.teardown(() => {
+      s.destroy()
+    })
+    const timer = setTimeout(() => {
+      reject(new Error(`no connection to ${JSON.stringify(options)} within 5 s`))
+    }, 5000)
+    s.once('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+    s.once('connect', () => {
+      clearTimeout(timer)
+      resolve(s)
+    })
+  })
+}
+
+/** The next connection a node server accepts, destroyed at teardown. */
+function accepted(t: Test, server: Server): Promise<Socket> {
+  return new Promise((resolve) => {
+    server.once('connection', (s) => {
+      t.teardown(() => {
+        s.destroy()
+      })
+      resolve(s)
+    })
+  })
+}
+
+/** uid and gid of a user from /etc/passwd, or null. */
+const isRoot = process.getuid?.() === 0
+
+function passwdIds(user: string): { uid: number; gid: number } | null {
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${user}:`))
+  if (line === undefined) return null
+  const [, , uid, gid] = line.split(':')
+  return { uid: Number(uid), gid: Number(gid) }
+}
+
+t.test('peerCredentials', async (t) => {
+  const self = { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() }
+
+  t.test('both ends of a socket pair: this process', async (t) => {
+    const fds = fdBag(t)
+    const [a, b] = fds.ownAll(socketPair('stream'))
+    t.same(peerCredentials(a), self, 'one end')
+    t.same(peerCredentials(b), self, 'the other end')
+  })
+
+  t.test('both ends of a connection to a node UNIX server', async (t) => {
+    const path = join(shortTmp(t), 'c.sock')
+    const server = createServer()
+    t.teardown(() => closeNode(server))
+    await listenNode(server, { path })
+    const serverSide = accepted(t, server)
+    const client = await connected(t, { path })
+    const conn = await serverSide
+    t.same(peerCredentials(socketFd(conn)), self, 'the accepted socket: the client is this process')
+    t.same(peerCredentials(socketFd(client)), self, 'the client socket: the server is this process')
+  })
+
+  const nobody = passwdIds('nobody')
+  const needNobody = nobody === null ? 'no user "nobody" on this system' : false
+  t.test('a client of another uid', { skip: needNobody || (isRoot ? false : 'needs root to run a client as nobody') }, async (t) => {
+    if (nobody === null) throw new Error('unreachable: skipped without nobody')
+    // A directory nobody can reach, and a socket file nobody may connect to.
+    const dir = mkdtempSync(join(tmpdir(), 'sds-peer-'))
+    t.teardown(() => {
+      rmSync(dir, { recursive: true, force: true })
+    })
+    chmodSync(dir, 0o777)
+    const path = join(dir, 'p.sock')
+    const server = createServer()
+    t.teardown(() => closeNode(server))
+    await listenNode(server, { path })
+    chmodSync(path, 0o666)
+    const serverSide = accepted(t, server)
+    // The client stays connected until the server hangs up.
+    const script = `require('net').connect(${JSON.stringify(path)}).on('connect', () => console.log('connected')).on('close', () => process.exit(0)).resume()`
+    const child = spawnTracked(t, process.execPath, ['-e', script], {
+      uid: nobody.uid,
+      gid: nobody.gid,
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    })
+    const conn = await serverSide
+    await waitForOutput(child, /^connected$/m)
+    t.same(peerCredentials(socketFd(conn)), { pid: child.pid, uid: nobody.uid, gid: nobody.gid }, 'the client: nobody')
+    conn.destroy()
+    t.equal(await child.exited, 0, 'the client exits once the server hangs up')
+  })
+
+  t.test('errors', async (t) => {
+    const [x] = socketPair('stream').map((fd) => {
+      closeSync(fd)
+      return fd
+    })
+    systemErr(t, thrownSystemError(() => peerCredentials(x!)), 'EBADF', 'getsockopt', 'a closed fd')
+    const fds = fdBag(t)
+    const [r] = fds.ownAll(pipe())
+    systemErr(t, thrownSystemError(() => peerCredentials(r)), 'ENOTSOCK', 'getsockopt', 'a pipe')
+    for (const bad of [-1, 1.5, '3', null]) {
+      invalidArg(t, () => peerCredentials(bad as number), 'fd', bad, `fd ${show(bad)}`)
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------
+// 12. listenQueue
+
+/** True when ::1 can be bound here (IPv6 loopback exists). */
+function hasIpv6Loopback(): boolean {
+  try {
+    closeSync(listenTcp({ host: '::1', port: 0 }))
+    return true
+  } catch {
+    return false
+  }
+}
+
+t.test('listenQueue', async (t) => {
+  for (const host of ['127.0.0.1', '::1']) {
+    const skip = host === '::1' && !hasIpv6Loopback() ? 'no IPv6 loopback' : false
+    t.test(`TCP on ${host}: connections nobody accepted`, { skip }, async (t) => {
+      const fds = fdBag(t)
+      const fd = fds.own(listenTcp({ host, port: 0, backlog: 16 }))
+      const port = (socketInfo(fd).address as { port: number }).port
+      t.same(listenQueue(fd), { queued: 0, backlog: 16 }, 'nothing queued yet')
+      for (let i = 0; i < 3; i++) await connected(t, { host, port })
+      t.same(listenQueue(fd), { queued: 3, backlog: 16 }, 'three connections wait for accept()')
+    })
+  }
+
+  t.test('UNIX: connections nobody accepted', async (t) => {
+    const fds = fdBag(t)
+    const path = join(shortTmp(t), 'q.sock')
+    const fd = fds.own(listenUnix(path, { backlog: 8 }))
+    t.same(listenQueue(fd), { queued: 0, backlog: 8 }, 'nothing queued yet')
+    for (let i = 0; i < 2; i++) await connected(t, { path })
+    t.same(listenQueue(fd), { queued: 2, backlog: 8 }, 'two connections wait for accept()')
+  })
+
+  const unshare = ['/usr/bin/unshare', '/bin/unshare'].find((p) => {
+    try {
+      return statSync(p).isFile()
+    } catch {
+      return false
+    }
+  })
+  const needUnshare = unshare === undefined ? 'needs unshare (Debian package util-linux)' : false
+  t.test('a UNIX listener from another network namespace: sock_diag cannot see it', { skip: needUnshare || (isRoot ? false : 'needs root for unshare --net') }, async (t) => {
+    if (unshare === undefined) throw new Error('unreachable: skipped without unshare')
+    const fds = fdBag(t)
+    const fd = fds.own(listenUnix(join(shortTmp(t), 'n.sock'), { backlog: 4 }))
+    // The child gets the listener as fd 3; its netlink socket lives in a new network namespace.
+    const script = `
+      const m = await import(process.env.SDSERVE_TEST_NATIVE_URL)
+      try {
+        process.stdout.write('RESULT ' + JSON.stringify(m.listenQueue(3)) + '\\n')
+      } catch (err) {
+        process.stdout.write('RESULT ' + JSON.stringify({ code: err.code, syscall: err.syscall, message: err.message }) + '\\n')
+      }
+    `
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      SDSERVE_TEST_NATIVE_URL: pathToFileURL(join(root, 'dist', 'lib', 'native.js')).href,
+    }
+    const child = spawnTracked(t, unshare, ['--net', process.execPath, '--input-type=module', '-e', script], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe', fd],
+    })
+    const m = await waitForOutput(child, /^RESULT (.*)$/m)
+    t.equal(await child.exited, 0, 'the child exits cleanly')
+    t.same(JSON.parse(m[1]!), {
+      code: 'ENOENT',
+      syscall: 'sock_diag',
+      message: 'sock_diag ENOENT: no such file or directory',
+    })
+  })
+
+  t.test('not a listening stream socket', async (t) => {
+    const fds = fdBag(t)
+    const [a] = fds.ownAll(socketPair('stream'))
+    invalidArg(t, () => listenQueue(a), 'fd', a, 'a connected socket pair end')
+    t.match(thrown(() => listenQueue(a)), { message: `fd must be a listening TCP or UNIX stream socket, got ${a}` })
+    const [d] = fds.ownAll(socketPair('dgram'))
+    invalidArg(t, () => listenQueue(d), 'fd', d, 'a datagram socket')
+    const [r] = fds.ownAll(pipe())
+    systemErr(t, thrownSystemError(() => listenQueue(r)), 'ENOTSOCK', 'getsockopt', 'a pipe')
+    const [x] = socketPair('stream').map((fd) => {
+      closeSync(fd)
+      return fd
+    })
+    systemErr(t, thrownSystemError(() => listenQueue(x!)), 'EBADF', 'getsockopt', 'a closed fd')
+    for (const bad of [-1, 1.5, 'x', null]) {
+      invalidArg(t, () => listenQueue(bad as number), 'fd', bad, `fd ${show(bad)}`)
+    }
+  })
 })

@@ -34,6 +34,8 @@ import { applyProcessSettings, SignalHandlers } from './process-setup.js'
 import { sleep, SYSTEM, type Runtime, type Timer } from './runtime.js'
 import { ReloadQueue } from './reload-queue.js'
 import { SocketSet } from './socket-set.js'
+import { Endpoints } from './endpoints.js'
+import { acceptQueues } from './accept-queue.js'
 import { masterStats, OperationsRecord, type MasterStats } from './stats.js'
 import { SystemdReporter, type StatusSnapshot } from './systemd-reporter.js'
 import { timingsOf, type Timings } from './timings.js'
@@ -66,6 +68,8 @@ export class Master extends EventEmitter<MasterEvents> {
   private identity: { uid?: number; gid?: number } = {}
   private pidFile: string | undefined
   private monitor: Timer | undefined
+  /** The control socket and the metrics server. */
+  private endpoints: Endpoints | undefined
   /** The sockets being opened by start(): a stop waits for them, to close them. */
   private opening: Promise<void> | undefined
   private readonly reloads = new ReloadQueue()
@@ -144,7 +148,9 @@ export class Master extends EventEmitter<MasterEvents> {
     // From here on a stop signal is ours (everything above is synchronous, so none came in between).
     this.signals?.install()
     try {
-      this.opening = this.sockets.open(config, origin?.owned)
+      this.opening = this.sockets.open(config, origin?.owned).then(async () => {
+        this.endpoints = await Endpoints.open(config, this, this.log, origin !== undefined)
+      })
       await this.opening
       if (!this.halted) await this.serveFirst(origin?.from)
     } catch (err) {
@@ -237,12 +243,13 @@ export class Master extends EventEmitter<MasterEvents> {
     return false
   }
 
-  /** A configuration re-read on reload; binds and balance stay until a restart. */
+  /** A configuration re-read on reload; what the master itself binds stays until a restart. */
   private adopt(next: Config): void {
     const previous = this.config
-    if (JSON.stringify(next.bind) !== JSON.stringify(previous.bind) || next.balance !== previous.balance)
-      this.log.warn('changes to bind and balance need a restart; the sockets stay as they are')
-    this.useConfig({ ...next, bind: previous.bind, balance: previous.balance })
+    const fixed = { bind: previous.bind, balance: previous.balance, controlSocket: previous.controlSocket, metricsBind: previous.metricsBind }
+    const changed = Object.entries(fixed).filter(([k, v]) => JSON.stringify(next[k as keyof typeof fixed]) !== JSON.stringify(v))
+    if (changed.length > 0) this.log.warn(`changes to ${changed.map(([k]) => k).join(', ')} need a restart; they stay as they are`)
+    this.useConfig({ ...next, ...fixed })
   }
 
   private useConfig(config: Config): void {
@@ -257,7 +264,7 @@ export class Master extends EventEmitter<MasterEvents> {
     this.scaleTo(this.config.workers + delta)
   }
 
-  /** `sdserve ctl scale N`: N workers from now on (reloads keep the count). False when the phase refuses it. */
+  /** `sdserve ctl scale N`: N workers until a reload re-reads the configured count (as TTIN/TTOU). False when refused. */
   scaleTo(workers: number): boolean {
     const r = this.ask('scale', 'scaling')
     if (r !== 'run' && r !== 'defer') return false
@@ -345,6 +352,7 @@ export class Master extends EventEmitter<MasterEvents> {
     if (this.pidFile !== undefined) removePidFile(this.pidFile)
     this.signals?.remove()
     this.reloads.settle(() => Promise.resolve(false)) // a HUP during a start that did not serve
+    await this.endpoints?.close()
     await this.reporter.barrier()
     this.log.info('stopped')
   }
@@ -358,7 +366,7 @@ export class Master extends EventEmitter<MasterEvents> {
   /** A snapshot for `sdserve ctl`, the metrics, the library API and tests. */
   stats(): MasterStats {
     const { phase, workers, record } = this
-    const sockets = this.sockets.all().map(({ text }) => ({ text }))
+    const sockets = acceptQueues(this.sockets.all())
     return masterStats({ phase, target: this.config.workers, pending: this.snapshot().pending, workers, record, sockets })
   }
 }

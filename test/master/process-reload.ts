@@ -104,7 +104,7 @@ t.test('HUP re-reads the config file: workers change, bind changes are refused u
   t.match((await getWhenUp({ port })).body, /^v1 worker=1/)
   writeFileSync(configFile, JSON.stringify({ workers: 2, bind: ['127.0.0.1:1'] }))
   child.kill('SIGHUP')
-  await waitForOutput(child, /changes to bind and balance need a restart; the sockets stay as they are/)
+  await waitForOutput(child, /changes to bind, balance need a restart; they stay as they are/)
   await waitForOutput(child, /reloaded: generation 2 serving/)
   const workers = new Set<number>()
   for (let i = 0; i < 300 && workers.size < 2; i++) workers.add(parse((await get({ port })).body).worker)

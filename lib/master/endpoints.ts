@@ -1,0 +1,72 @@
+/**
+ * The master's own endpoints for operators: the control socket and the
+ * metrics server. Both are served by the master, not the workers, so they
+ * answer when every worker is wedged.
+ *
+ * Invariants:
+ * - at a start, a control socket or metrics address that cannot be bound
+ *   fails the start (a bad setting is never half-applied);
+ * - in a binary upgrade they belong to whichever master is the main one: the
+ *   old master gives them up at the hand-over, and the new one takes them
+ *   once promoted (a failure then is logged: the old master is gone);
+ * - close() is the last thing a stop does before "stopped": `ctl stop`
+ *   answers then, and `ctl status` works during the drain.
+ */
+import type { Config } from '../config.js'
+import type { Logger } from '../logger.js'
+import { ControlServer, controlSocketPath, type Controllable } from './control-server.js'
+
+/** How long a promoted new master retries the old one's addresses, which are closing. */
+const TAKEOVER_TRIES = 20
+const TAKEOVER_DELAY_MS = 100
+
+export class Endpoints {
+  private control: ControlServer | undefined
+  private closed = false
+
+  private constructor(
+    private readonly config: Config,
+    private readonly master: Controllable,
+    private readonly log: Logger,
+  ) {
+    // After this turn: the `ctl upgrade` that asked for it gets its answer first.
+    master.once('upgraded', () => setImmediate(() => void this.close()))
+  }
+
+  /** Open them now; upgrade: this master is a binary upgrade's new one, so not until it is promoted. */
+  static async open(config: Config, master: Controllable, log: Logger, upgrade: boolean): Promise<Endpoints> {
+    const endpoints = new Endpoints(config, master, log)
+    if (!upgrade) await endpoints.bind()
+    else
+      master.once('ready', () => {
+        void endpoints.takeOver()
+      })
+    return endpoints
+  }
+
+  private async bind(): Promise<void> {
+    const path = controlSocketPath(this.config.controlSocket, process.env)
+    if (path !== undefined && !this.closed) this.control = await ControlServer.open(path, this.master, this.log)
+  }
+
+  private async takeOver(): Promise<void> {
+    for (let i = 1; ; i++) {
+      try {
+        return await this.bind()
+      } catch (err) {
+        if (i === TAKEOVER_TRIES || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
+          this.log.error(`cannot open the control socket or metrics after the upgrade: ${(err as Error).message}`)
+          return
+        }
+        await new Promise((resolve) => setTimeout(resolve, TAKEOVER_DELAY_MS))
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    const control = this.control
+    this.control = undefined
+    await control?.close()
+  }
+}
