@@ -20,6 +20,7 @@ export {
   OPTIONS,
   OPTION_KEYS,
   formatConfig,
+  workersText,
   type Balance,
   type Config,
   type OptionInfo,

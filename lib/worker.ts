@@ -6,7 +6,7 @@
  * connections and exits.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createServer as createNetServer, Server as NetServerClass, type Server as NetServer, type Socket } from 'node:net'
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
 import { AccessLog } from './http/access-log.js'
@@ -64,11 +64,12 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void
 const LOOP_RESOLUTION_MS = 20
 
 /**
- * A statistic of the event-loop delay in ms: the histogram holds each sampling
- * timer's whole interval in ns, so the delay is what exceeds the resolution.
+ * An event-loop delay statistic in ms: the histogram holds each sampling
+ * timer's whole interval in ns, so the delay is what exceeds the resolution
+ * (an empty histogram's max and percentiles are 0).
  */
-function loopDelayMs(h: IntervalHistogram | undefined, stat: (h: IntervalHistogram) => number): number {
-  return h !== undefined && h.count > 0 ? Math.max(0, stat(h) / 1e6 - LOOP_RESOLUTION_MS) : 0
+function loopDelayMs(ns: number): number {
+  return Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS)
 }
 
 /** Set on a draining worker's connections: when (Date.now()) their next response closes them. */
@@ -185,7 +186,7 @@ export class Worker {
   private heartbeat: NodeJS.Timeout | undefined
   private readonly counters = new RequestCounters()
   /** Event-loop delay between heartbeats, for the metrics and `sdserve ctl workers`. */
-  private loopDelay: IntervalHistogram | undefined
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS })
   /** The last request started, for the heartbeat's account of what the worker is doing. */
   private lastReq: IncomingMessage | undefined
   private lastRes: ServerResponse | undefined
@@ -231,7 +232,6 @@ export class Worker {
     }
     this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
     this.heartbeat.unref()
-    this.loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS })
     this.loopDelay.enable()
     send({ cmd: CMD, act: 'listening', description: target.description })
   }
@@ -270,18 +270,17 @@ export class Worker {
         ? [{ method: String(this.lastReq.method), url: String(this.lastReq.url), ms: Date.now() - this.lastStart }]
         : []
     const cpu = process.cpuUsage()
-    const loop = this.loopDelay
     const report: WorkerReport = {
       requests: this.requests,
       totals: this.counters.snapshot(),
       connections: this.open,
       cpuUser: cpu.user,
       cpuSystem: cpu.system,
-      loopP99: loopDelayMs(loop, (h) => h.percentile(99)),
-      loopMax: loopDelayMs(loop, (h) => h.max),
+      loopP99: loopDelayMs(this.loopDelay.percentile(99)),
+      loopMax: loopDelayMs(this.loopDelay.max),
       inflight,
     }
-    loop?.reset()
+    this.loopDelay.reset()
     send({ cmd: CMD, act: 'heartbeat', ...report }, done)
   }
 

@@ -182,7 +182,7 @@ t.test('bad configuration: exit 2, one line naming the option on stderr, nothing
   const dir = t.testdir({ 'sdserve.config.js': "export default { app: 'app.js', keepAlive: -1 }\n", ok: {} })
   const ok = join(dir, 'ok')
   const cases: Array<[string[], string | undefined, string, string?]> = [
-    [['-w', 'abc', 'app.js'], undefined, '--workers must be an integer from 1 to 1024, got "abc"'],
+    [['-w', 'abc', 'app.js'], undefined, '--workers must be an integer from 1 to 1024, or "auto", got "abc"'],
     [['--workers=0', 'app.js'], undefined, '--workers must be'],
     [['-b', 'nowhere', 'app.js'], undefined, '--bind must be HOST:PORT'],
     [['--balance', 'random', 'app.js'], undefined, '--balance must be "shared" or "reuse-port", got "random"'],
@@ -233,7 +233,7 @@ t.test('main() in process', async (t) => {
   t.same(await inProcess(['--check-config']), { code: 0, stdout: `config OK: ${join(dir, 'sdserve.config.json')}\n`, stderr: '' })
   const printed = await inProcess(['--print-config'], { SDSERVE_CMD_ARGS: '-m 0o002' })
   t.match(JSON.parse(printed.stdout), { app: 'app.js', workers: 3, umask: '0o002' })
-  t.same(await inProcess(['-w', 'x']), { code: 2, stdout: '', stderr: 'sdserve: --workers must be an integer from 1 to 1024, got "x"\n' })
+  t.same(await inProcess(['-w', 'x']), { code: 2, stdout: '', stderr: 'sdserve: --workers must be an integer from 1 to 1024, or "auto", got "x"\n' })
 
   // Serving hands the config and its sources to the master.
   let seen: [Config, ConfigSources] | undefined

@@ -15,6 +15,7 @@ import {
   loadConfigFile,
   optionName,
   validateOptions,
+  workersText,
   type Config,
   type ConfigSources,
 } from '../lib/config.js'
@@ -444,9 +445,9 @@ t.test('loadConfig: flag errors name the flag', async (t) => {
     [['--check-config=1', 'a.js'], undefined, '--check-config takes no value; see sdserve --help'],
     [['a.js'], '--wrokers 3', 'unknown option "--wrokers" in SDSERVE_CMD_ARGS (did you mean --workers?); see sdserve --help'],
     [['a.js'], '-t', '--timeout in SDSERVE_CMD_ARGS needs a value (to give one that starts with "-", write --timeout=VALUE); see sdserve --help'],
-    [['a.js'], '--workers=-1', '--workers (in SDSERVE_CMD_ARGS) must be an integer from 1 to 1024, got "-1"'],
-    [['a.js', '--workers=-1'], undefined, '--workers must be an integer from 1 to 1024, got "-1"'],
-    [['a.js', '-w', 'four'], undefined, '--workers must be an integer from 1 to 1024, got "four"'],
+    [['a.js'], '--workers=-1', '--workers (in SDSERVE_CMD_ARGS) must be an integer from 1 to 1024, or "auto", got "-1"'],
+    [['a.js', '--workers=-1'], undefined, '--workers must be an integer from 1 to 1024, or "auto", got "-1"'],
+    [['a.js', '-w', 'four'], undefined, '--workers must be an integer from 1 to 1024, or "auto", got "four"'],
     [['a.js', '-b', ':80', '-b', 'bogus'], undefined, '--bind must be HOST:PORT, [IPV6]:PORT, unix:/PATH, fd://N or systemd:NAME, got "bogus"'],
     [['a.js'], "-b ':80' --bind 'unix:x'", '--bind (in SDSERVE_CMD_ARGS) must be unix: followed by an absolute path, got "unix:x"'],
     [['a.js'], "--pid 'x", 'SDSERVE_CMD_ARGS must be words with shell-style quoting (a \' quote is not closed), got "--pid \'x"'],
@@ -527,7 +528,7 @@ t.test('broken config files: a ConfigError naming the file and saying why', asyn
     ['string.json', /: must hold a JSON object of options, got "workers"$/],
     ['null.json', /: must hold a JSON object of options, got null$/],
     ['config-key.json', `config (in ${p('config-key.json')}) must be given with -c/--config, not in a config file, got "other.json"`],
-    ['bad-value.mjs', `workers (in ${p('bad-value.mjs')}) must be an integer from 1 to 1024, got "many"`],
+    ['bad-value.mjs', `workers (in ${p('bad-value.mjs')}) must be an integer from 1 to 1024, or "auto", got "many"`],
     ['bad-bind.json', `bind (in ${p('bad-bind.json')}) must be HOST:PORT, [IPV6]:PORT, unix:/PATH, fd://N or systemd:NAME, got "nowhere"`],
     ['unknown.json', new RegExp(`^wrokers \\(in ${p('unknown.json')}\\) must be a known option .*, got 2; did you mean workers\\?$`)],
     ['options.yaml', `config file ${p('options.yaml')}: its name must end in .js, .mjs, .cjs or .json`],
@@ -617,4 +618,44 @@ t.test('FORWARDED_ALLOW_IPS is the default of --forwarded-allow-ips', async (t) 
 t.test('allow lists are checked when the configuration is read', async (t) => {
   t.throws(() => validateOptions({ forwardedAllowIps: 5 }, 'f.json'), { message: /^forwardedAllowIps \(in f\.json\) must be a comma-separated list/ })
   t.throws(() => validateOptions({ proxyAllowIps: '10.0.0.0/40' }, ORIGIN_COMMAND_LINE), { message: /--proxy-allow-ips/ })
+})
+
+t.test('operating options: --max-worker-memory sizes, --control-socket, --metrics-bind', async (t) => {
+  const MiB = 1048576
+  const memory = (value: unknown): number | undefined => validateOptions({ maxWorkerMemory: value }, ORIGIN_COMMAND_LINE).maxWorkerMemory
+  t.equal(memory('512M'), 512 * MiB)
+  t.equal(memory('512m'), 512 * MiB, 'suffixes in either case')
+  t.equal(memory('1.5G'), 1.5 * 1024 * MiB)
+  t.equal(memory('900K'), 900 * 1024)
+  t.equal(memory('1T'), 1024 * 1024 * MiB)
+  t.equal(memory('300'), 300 * MiB, 'a bare number is megabytes')
+  t.equal(memory(300), 300 * MiB, 'also in a config file')
+  t.equal(memory(0), 0)
+  for (const bad of ['', '512MB', '-1M', '1e3', 'lots', '2000T', true, null])
+    t.throws(() => memory(bad), { message: /^--max-worker-memory must be a size like 512M or 2G/ }, String(bad))
+  t.equal(formatConfig({ ...DEFAULTS, app: 'a.js', maxWorkerMemory: 1536 * MiB }).includes('"maxWorkerMemory": "1536M"'), true)
+  t.equal(formatConfig({ ...DEFAULTS, app: 'a.js', maxWorkerMemory: 2048 * MiB }).includes('"maxWorkerMemory": "2G"'), true)
+  t.equal(formatConfig({ ...DEFAULTS, app: 'a.js', maxWorkerMemory: 1000 }).includes('"maxWorkerMemory": "1000"'), true, 'bytes that no unit divides')
+
+  const control = (value: unknown): unknown => validateOptions({ controlSocket: value }, ORIGIN_COMMAND_LINE).controlSocket
+  t.equal(control('/run/app/sdserve.ctl'), '/run/app/sdserve.ctl')
+  t.equal(control('none'), 'none')
+  for (const bad of ['sdserve.ctl', '', `/${'x'.repeat(107)}`, 3])
+    t.throws(() => control(bad), { message: /^--control-socket must be 'none' or an absolute path of at most 107 bytes/ }, String(bad))
+
+  const metrics = (value: unknown): unknown => validateOptions({ metricsBind: value }, ORIGIN_COMMAND_LINE).metricsBind
+  t.equal(metrics('127.0.0.1:9100'), '127.0.0.1:9100')
+  t.equal(metrics('[::1]:9100'), '[::1]:9100')
+  t.equal(metrics('unix:/run/app/metrics.sock'), 'unix:/run/app/metrics.sock')
+  t.throws(() => metrics('fd://3'), { message: '--metrics-bind must be HOST:PORT, [IPV6]:PORT or unix:/PATH, got "fd://3"' })
+  t.throws(() => metrics('systemd:metrics'), { message: /^--metrics-bind must be HOST:PORT/ })
+  t.throws(() => metrics('bogus'), { message: /^--metrics-bind must be/ })
+})
+
+t.test('--workers auto is the CPU-based default, and the start log says where a default count came from', async (t) => {
+  const auto = validateOptions({ workers: 'auto' }, ORIGIN_COMMAND_LINE).workers
+  t.equal(auto, DEFAULTS.workers)
+  t.throws(() => validateOptions({ workers: 'many' }, ORIGIN_COMMAND_LINE), { message: '--workers must be an integer from 1 to 1024, or "auto", got "many"' })
+  t.match(workersText(DEFAULTS.workers), new RegExp(`^${DEFAULTS.workers} workers: one per CPU core`))
+  t.equal(workersText(DEFAULTS.workers + 1), `${DEFAULTS.workers + 1} workers`)
 })

@@ -70,6 +70,12 @@ const controlSocketPath: Validator<string> = (value, name) => {
 /** One worker per CPU core, within the cgroup's CPU quota and 1..MAX_WORKERS. */
 const QUOTA = cpuQuota()
 const PER_CORE = workersPerCore(MAX_WORKERS, QUOTA)
+const WORKERS_TEXT = perCoreText(PER_CORE, QUOTA)
+
+/** How a worker count is explained in the master's first log line: where the default came from. */
+export function workersText(workers: number): string {
+  return workers === PER_CORE ? WORKERS_TEXT.replace(/^\d+, /, `${workers} workers: `) : `${workers} workers`
+}
 const SECONDS = `a number of seconds from 0 to ${MAX_SECONDS}`
 const ALLOW_LOCAL = '127.0.0.1,::1,unix'
 
@@ -90,10 +96,10 @@ export const OPTION_TABLE = {
     flag: 'workers',
     short: 'w',
     meta: 'N',
-    help: `worker processes, 1 to ${MAX_WORKERS}`,
+    help: `worker processes, 1 to ${MAX_WORKERS}, or auto (the default)`,
     default: PER_CORE,
-    defaultText: perCoreText(PER_CORE, QUOTA),
-    validate: integer(1, MAX_WORKERS, `an integer from 1 to ${MAX_WORKERS}`),
+    defaultText: WORKERS_TEXT,
+    validate: (value, name) => (value === 'auto' ? PER_CORE : integer(1, MAX_WORKERS, `an integer from 1 to ${MAX_WORKERS}, or "auto"`)(value, name)),
   }),
   /** Bind specs (-b, repeatable). Empty: every inherited socket, or DEFAULT_BIND without LISTEN_FDS. */
   bind: option({

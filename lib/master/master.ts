@@ -17,7 +17,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { parseAppSpec } from '../app.js'
-import type { Config } from '../config.js'
+import { workersText, type Config } from '../config.js'
 import { WorkerBootError } from '../errors.js'
 import { canChangeIdentity, workerIdentity } from '../identity.js'
 import { Logger } from '../logger.js'
@@ -166,7 +166,7 @@ export class Master extends EventEmitter<MasterEvents> {
   }
 
   private async serveFirst(upgradedFrom: number | undefined): Promise<void> {
-    this.log.info(`sdserve ${version()} master ${process.pid}: listening on ${this.sockets.text}`)
+    this.log.info(`sdserve ${version()} master ${process.pid}: listening on ${this.sockets.text}; ${workersText(this.config.workers)}`)
     const generation = await this.bootGeneration(true)
     if (upgradedFrom !== undefined && !this.halted) {
       this.log.info(`binary upgrade: serving; telling the old master (pid ${upgradedFrom})`)
