@@ -6,6 +6,8 @@ import { EXIT_REASONS, emptyTotals } from '../../lib/master/ledger.js'
 import { escapeHelp, escapeLabel, formatMetrics, formatValue, processSample, type ProcessSample } from '../../lib/master/metrics.js'
 import type { MasterStats } from '../../lib/master/stats.js'
 import { masterStats, slotStats } from '../helpers/master-stats.js'
+import { report, settle } from '../helpers/fake-runtime.js'
+import { make } from '../helpers/in-process-master.js'
 import { needs } from '../helpers/needs.js'
 
 const proc: ProcessSample = { rssBytes: 50_000_000, cpuSeconds: 1.5, startTimeSeconds: 1_700_000_000.25 }
@@ -166,6 +168,27 @@ t.test('processSample reads this process', async (t) => {
   t.ok(p.cpuSeconds > 0)
   t.ok(p.startTimeSeconds <= Date.now() / 1000 && p.startTimeSeconds > Date.now() / 1000 - 3600)
   t.match(formatMetrics(masterStats()), /^process_resident_memory_bytes \d+$/m, 'the default is this process')
+})
+
+t.test("a real Master's snapshot: a crashed worker's requests stay counted, the crash is an exit", async (t) => {
+  const m = make({ workers: 2 })
+  await m.serve()
+  const [one, two] = m.rt.children as [NonNullable<(typeof m.rt.children)[0]>, NonNullable<(typeof m.rt.children)[0]>]
+  const served = (n: number) => report({ requests: n, totals: { responses: [0, n, 0, 0, 0, 0], buckets: [n, ...new Array<number>(11).fill(0)], seconds: n / 1000, inflight: 0 } })
+  one.beat(served(7))
+  two.beat(served(5))
+  let s = samples(formatMetrics(m.master.stats(), proc))
+  t.equal(s.get('sdserve_requests_total{worker="1",code="2xx"}'), 7)
+  t.equal(s.get('sdserve_request_duration_seconds_count'), 12)
+  t.equal(s.get('sdserve_workers{state="ready"}'), 2)
+  t.ok((s.get('sdserve_listen_queue_max{socket="' + m.master.stats().sockets[0]!.text + '"}') ?? 0) > 0, 'the real socket\'s backlog')
+  one.exit(null, 'SIGKILL')
+  await settle()
+  s = samples(formatMetrics(m.master.stats(), proc))
+  t.equal(s.get('sdserve_requests_total{worker="1",code="2xx"}'), 7, 'still counted after the crash')
+  t.equal(s.get('sdserve_worker_exits_total{reason="crash"}'), 1)
+  m.master.stop().catch(() => undefined)
+  await m.exitStopped()
 })
 
 t.test('promtool check metrics accepts the output', needs(['promtool']), async (t) => {
