@@ -14,6 +14,8 @@ import type { MasterStats } from './stats.js'
 
 const OPTION = 'metrics-bind'
 const PATHS = new Set(['/metrics', '/'])
+/** Scrapers are few: a client that opens connections by the thousand cannot use up the master's fds. */
+const MAX_CONNECTIONS = 64
 
 export class MetricsServer {
   private constructor(
@@ -27,6 +29,7 @@ export class MetricsServer {
     const spec = parseBind(bindText, OPTION)
     if (spec.kind !== 'tcp' && spec.kind !== 'unix') throw new ConfigError(OPTION, bindText, 'HOST:PORT, [IPV6]:PORT or unix:/PATH')
     const server = createServer((req, res) => answer(req, res, stats, log))
+    server.maxConnections = MAX_CONNECTIONS
     if (spec.kind === 'unix') {
       await removeStaleUnixSocket(spec.path, OPTION)
       await listenOn(server, { path: spec.path })
