@@ -4,7 +4,9 @@
  * cmd values starting with NODE_).
  */
 
+import type { DrainReason } from './drain.js'
 import type { RequestTotals } from './http/request-counters.js'
+import type { HealthStatus } from './master/health.js'
 import type { LogFormat, LogLevel } from './logger.js'
 
 export const CMD = 'SDSERVE'
@@ -88,12 +90,16 @@ export type MasterMessage =
       heartbeatMs: number
       /** How long a stop may take when the worker is sent SIGTERM directly (KillMode=control-group). */
       gracefulTimeoutMs: number
+      /** Over how long it ends the long-lived connections its app left open, on a SIGTERM stop. */
+      drainWindowMs: number
       limits: RequestLimits
       proxy: ProxySettings
       /** The access log: a file path or '-' (stdout), and gunicorn's format; undefined: none. */
       accessLog: { file: string; format: string } | undefined
       /** The error log, as the master's: the worker's own lines (refused clients, log reopen failures) follow it. */
       errorLog: ErrorLogSettings
+      /** --health-path: answered by the worker, with the master's view of the host; undefined: none. */
+      health: { path: string; log: boolean; status: HealthStatus } | undefined
     }
   | {
       cmd: typeof CMD
@@ -105,8 +111,13 @@ export type MasterMessage =
        * connections are closed one by one over this many milliseconds rather than all at once.
        */
       handoverMs: number
+      /** Over how long the WebSockets and event streams its app left open are ended, each at its own moment. */
+      windowMs: number
+      /** What the app is told (lib/drain.ts). */
+      reason: DrainReason
     }
   | { cmd: typeof CMD; act: 'reopen-logs' }
+  | { cmd: typeof CMD; act: 'health'; status: HealthStatus }
 
 export type WorkerMessage =
   | { cmd: typeof CMD; act: 'listening'; description: string }

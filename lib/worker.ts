@@ -11,6 +11,9 @@ import { createServer as createNetServer, Server as NetServerClass, type Server 
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
 import { AccessLog } from './http/access-log.js'
 import { RequestCounters } from './http/request-counters.js'
+import { LongLived } from './http/long-lived.js'
+import { beginDrain, type DrainReason } from './drain.js'
+import type { HealthStatus } from './master/health.js'
 import { AllowList, clientAddress, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
 import { ExitCode } from './errors.js'
 import { listenOn } from './listen-on.js'
@@ -70,6 +73,11 @@ const LOOP_RESOLUTION_MS = 20
  */
 function loopDelayMs(ns: number): number {
   return Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS)
+}
+
+/** Whether a request's URL is path, with or without a query. */
+function isPath(url: string | undefined, path: string): boolean {
+  return url === path || (url !== undefined && url.startsWith(path) && url[path.length] === '?')
 }
 
 /** Set on a draining worker's connections: when (Date.now()) their next response closes them. */
@@ -185,6 +193,13 @@ export class Worker {
   private noKeepAlive = false
   private heartbeat: NodeJS.Timeout | undefined
   private readonly counters = new RequestCounters()
+  /** --health-path and what it answers, as the master last said. */
+  private health: BootMessage['health']
+  /** WebSockets and event streams, ended one by one when draining. */
+  private readonly longLived = new LongLived()
+  /** The drain's deadline timer (a hurried drain replaces it). */
+  private deadline: NodeJS.Timeout | undefined
+  private deadlineAt = 0
   /** Event-loop delay between heartbeats, for the metrics and `sdserve ctl workers`. */
   private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS })
   /** The last request started, for the heartbeat's account of what the worker is doing. */
@@ -212,6 +227,7 @@ export class Worker {
       return
     }
     this.maxRequests = message.maxRequests
+    this.health = message.health
     this.noKeepAlive = message.keepAliveMs === 0
     const allow = AllowList.parse(message.proxy.forwardedAllowIps)
     if (message.accessLog !== undefined) {
@@ -224,6 +240,7 @@ export class Worker {
     )
     const headerTimeoutMs = message.limits.headersTimeoutMs > 0 ? message.limits.headersTimeoutMs : 10000
     for (const [i, server] of this.servers.entries()) {
+      this.longLived.watch(server)
       if (message.keepAliveMs > 0) server.keepAliveTimeout = message.keepAliveMs
       server.on('connection', this.onConnection)
       const front = message.proxy.protocol ? proxyFront(server, message.proxy, headerTimeoutMs, this.log) : server
@@ -239,6 +256,7 @@ export class Worker {
   /** The one request listener of every server: count, refuse what breaks the limits, then the app. */
   private listener(app: Listener, limits: RequestLimits, allow: AllowList, strip: boolean): Listener {
     return (req, res) => {
+      if (this.health !== undefined && isPath(req.url, this.health.path)) return this.answerHealth(req, res)
       this.requests++
       this.counters.start(res)
       // Who the client is (trusted proxy headers), stored on req for client(req); untrusted ones removed.
@@ -261,6 +279,20 @@ export class Worker {
       }
       app(req, res)
     }
+  }
+
+  /** A health check: answered here, never by the app; not counted, and not logged unless asked. */
+  private answerHealth(req: IncomingMessage, res: ServerResponse): void {
+    const status = this.draining ? 'draining' : (this.health?.status ?? 'ok')
+    if (this.health?.log === true) this.accessLog?.track(req, res, clientAddress)
+    if (this.draining) res.shouldKeepAlive = false
+    res.writeHead(status === 'ok' ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
+    res.end(`${status}\n`)
+  }
+
+  /** The master's view of the host changed (lib/master/health.ts). */
+  setHealth(status: HealthStatus): void {
+    if (this.health !== undefined) this.health.status = status
   }
 
   /** The heartbeat: this worker is alive, with its totals (done, when it is about to exit). */
@@ -301,13 +333,20 @@ export class Worker {
    * other workers take over the clients: each keep-alive connection is closed
    * at a random moment within handoverMs instead of at its next response.
    */
-  stop(graceful: boolean, timeoutMs: number, handoverMs = 0): void {
+  stop(graceful: boolean, timeoutMs: number, handoverMs = 0, windowMs = 0, reason: DrainReason = 'stop'): void {
     if (!graceful) process.exit(0)
-    /* c8 ignore next -- a second stop (SIGTERM from KillMode=control-group and the master's message) */
-    if (this.draining) return
+    const deadline = Date.now() + timeoutMs
+    if (this.draining) {
+      // Told again (SIGTERM under KillMode=control-group besides the master's message, or a hurried
+      // drain): only a sooner deadline changes anything.
+      if (deadline < this.deadlineAt) this.finishBy(deadline, windowMs)
+      return
+    }
     this.draining = true
     this.drainStart = Date.now()
     this.handoverMs = handoverMs
+    // The app first, so that it can close its WebSockets and streams its own way.
+    beginDrain({ reason, deadline }, (err) => this.log.error(`an onDrain listener threw: ${(err as Error).stack ?? String(err)}`))
     // Stop accepting, but leave idle keep-alive connections alone: closing one
     // races a client that is sending its next request on it (that request is
     // lost). Instead each connection's next response (after its moment in the
@@ -315,12 +354,20 @@ export class Worker {
     // connection that stays idle ends at its keep-alive timeout.
     // (http.Server#close would close idle ones at once.)
     for (const l of this.listening) stopAccepting(l)
-    const timer = setTimeout(() => {
+    this.finishBy(deadline, windowMs)
+    this.exitIfDrained()
+  }
+
+  /** End the long-lived connections over windowMs, and everything at deadline. */
+  private finishBy(deadline: number, windowMs: number): void {
+    this.deadlineAt = deadline
+    clearTimeout(this.deadline)
+    this.longLived.drain(this.counters.inFlight, windowMs, deadline)
+    this.deadline = setTimeout(() => {
       for (const server of this.servers) server.closeAllConnections()
       process.exit(0)
-    }, timeoutMs)
-    timer.unref()
-    this.exitIfDrained()
+    }, deadline - Date.now())
+    this.deadline.unref()
   }
 
   /**
@@ -369,23 +416,26 @@ function cannotListen(log: Logger, err: unknown): never {
 export function runWorker(): void {
   const worker = new Worker()
   let stopTimeoutMs = 30000
+  let drainWindowMs = 0
   // The master handles these; a signal sent to the whole process group must not stop a worker.
   for (const signal of ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR2', 'SIGWINCH'] as const) process.on(signal, () => undefined)
-  process.on('SIGTERM', () => worker.stop(true, stopTimeoutMs))
+  process.on('SIGTERM', () => worker.stop(true, stopTimeoutMs, 0, drainWindowMs, 'stop'))
   process.on('SIGINT', () => worker.stop(false, 0))
   process.on('SIGQUIT', () => worker.stop(false, 0))
   // The master is gone (killed): finish what is in flight, then go.
-  process.on('disconnect', () => worker.stop(true, stopTimeoutMs))
+  process.on('disconnect', () => worker.stop(true, stopTimeoutMs, 0, drainWindowMs, 'stop'))
   process.on('message', (message: unknown) => {
     /* c8 ignore next -- the master sends only its own messages; anything else on the channel is not for us */
     if (!isOurs(message)) return
     dispatch(message as MasterMessage, {
       boot: (m) => {
         stopTimeoutMs = m.gracefulTimeoutMs
+        drainWindowMs = m.drainWindowMs
         worker.boot(m).catch((err: unknown) => cannotListen(worker.log, err))
       },
-      stop: (m) => worker.stop(m.graceful, m.timeoutMs, m.handoverMs),
+      stop: (m) => worker.stop(m.graceful, m.timeoutMs, m.handoverMs, m.windowMs, m.reason),
       'reopen-logs': () => worker.reopenLogs(),
+      health: (m) => worker.setHealth(m.status),
     })
   })
 }

@@ -67,6 +67,12 @@ const controlSocketPath: Validator<string> = (value, name) => {
   return value
 }
 
+/** A URL path: starts with /, no query, no white space. */
+const urlPath: Validator<string> = (value, name) => {
+  if (typeof value !== 'string' || !/^\/[^\s?#]*$/.test(value)) throw new ConfigError(name, value, 'a URL path starting with /, without a query: /healthz')
+  return value
+}
+
 /** One worker per CPU core, within the cgroup's CPU quota and 1..MAX_WORKERS. */
 const QUOTA = cpuQuota()
 const PER_CORE = workersPerCore(MAX_WORKERS, QUOTA)
@@ -160,6 +166,31 @@ export const OPTION_TABLE = {
     default: 30,
     validate: seconds(MAX_SECONDS, SECONDS),
   }),
+  /**
+   * Seconds over which a draining worker ends the WebSockets and event
+   * streams its app left open, each at its own moment (lib/http/long-lived.ts).
+   * Unset: half the graceful timeout, at most 5 s; never more than it.
+   */
+  drainWindow: option({
+    flag: 'drain-window',
+    meta: 'SECONDS',
+    help: 'end WebSockets and event streams left open by a draining worker spread over this long',
+    default: undefined,
+    defaultText: 'half of --graceful-timeout, at most 5',
+    validate: seconds(MAX_SECONDS, SECONDS),
+  }),
+  /**
+   * Seconds a graceful stop (TERM) first spends in lame duck: the health
+   * endpoint answers 503 so that load balancers take the host out, while
+   * everything is still served; then the workers drain. 0: none.
+   */
+  lameDuck: option({
+    flag: 'lame-duck',
+    meta: 'SECONDS',
+    help: 'on TERM, answer health checks 503 this long while still serving, then drain',
+    default: 0,
+    validate: seconds(MAX_SECONDS, SECONDS),
+  }),
   /** Seconds an idle keep-alive connection is kept open. */
   keepAlive: option({
     flag: 'keep-alive',
@@ -211,6 +242,25 @@ export const OPTION_TABLE = {
     default: undefined,
     defaultText: '$RUNTIME_DIRECTORY/sdserve.ctl under systemd, else none',
     validate: controlSocketPath,
+  }),
+  /** The health check path the workers answer on every serving bind, before the app (lib/master/health.ts). */
+  healthPath: option({
+    flag: 'health-path',
+    meta: 'PATH',
+    help: 'answer health checks on PATH (e.g. /healthz): 200 serving, 503 lame duck, draining or unhealthy',
+    default: undefined,
+    defaultText: 'none',
+    validate: urlPath,
+  }),
+  /** Health checks are left out of the access log unless this is set. */
+  logHealthChecks: option({
+    flag: 'log-health-checks',
+    meta: '',
+    boolean: true,
+    help: 'write health checks to the access log too',
+    default: false,
+    defaultText: 'off',
+    validate: bool,
   }),
   /** Where the master serves Prometheus metrics (lib/master/metrics-server.ts); unset: nowhere. */
   metricsBind: option({

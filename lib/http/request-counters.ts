@@ -39,11 +39,12 @@ export class RequestCounters {
   private readonly responses = STATUS_CLASSES.map(() => 0)
   private readonly buckets = [...DURATION_BUCKETS.map(() => 0), 0]
   private seconds = 0
-  private inflight = 0
+  /** Responses not ended yet: a drain ends the event streams among them (lib/http/long-lived.ts). */
+  private readonly open = new Set<ServerResponse>()
 
   /** Count a request when it starts; its response's 'close' ends it. */
   start(res: ServerResponse): void {
-    this.inflight++
+    this.open.add(res)
     ;(res as CountedResponse)[STARTED] = performance.now()
     res.on('close', this.onClose)
   }
@@ -61,7 +62,7 @@ export class RequestCounters {
 
   /** Add one ended request (a response's 'close'). */
   end(res: ServerResponse): void {
-    this.inflight--
+    this.open.delete(res)
     const seconds = (performance.now() - (res as CountedResponse)[STARTED]) / 1000
     this.seconds += seconds
     let b = 0
@@ -72,6 +73,11 @@ export class RequestCounters {
   }
 
   snapshot(): RequestTotals {
-    return { responses: [...this.responses], buckets: [...this.buckets], seconds: this.seconds, inflight: this.inflight }
+    return { responses: [...this.responses], buckets: [...this.buckets], seconds: this.seconds, inflight: this.open.size }
+  }
+
+  /** The responses in flight. */
+  get inFlight(): Iterable<ServerResponse> {
+    return this.open.values()
   }
 }

@@ -6,6 +6,7 @@
 import type { Config } from '../config.js'
 import type { LogLevel } from '../logger.js'
 import { CMD, type ListenerInfo, type MasterMessage } from '../protocol.js'
+import type { HealthStatus } from './health.js'
 import type { Timings } from './timings.js'
 
 export type BootMessage = Extract<MasterMessage, { act: 'boot' }>
@@ -17,7 +18,7 @@ function jitter(max: number): number {
 export function bootMessage(
   config: Config,
   timings: Timings,
-  worker: { id: number; generation: number; listeners: ListenerInfo[]; logLevel: LogLevel },
+  worker: { id: number; generation: number; listeners: ListenerInfo[]; logLevel: LogLevel; health?: HealthStatus },
 ): BootMessage {
   return {
     cmd: CMD,
@@ -32,6 +33,7 @@ export function bootMessage(
     maxRequests: config.maxRequests > 0 ? config.maxRequests + jitter(config.maxRequestsJitter) : 0,
     heartbeatMs: timings.heartbeatMs,
     gracefulTimeoutMs: timings.gracefulMs,
+    drainWindowMs: timings.drainWindowMs,
     limits: {
       headersTimeoutMs: timings.headersTimeoutMs,
       requestTimeoutMs: timings.requestTimeoutMs,
@@ -42,6 +44,7 @@ export function bootMessage(
     },
     accessLog: config.accessLogfile === undefined ? undefined : { file: config.accessLogfile, format: config.accessLogformat },
     errorLog: { file: config.errorLogfile, level: worker.logLevel, format: config.logFormat },
+    health: config.healthPath === undefined ? undefined : { path: config.healthPath, log: config.logHealthChecks, status: worker.health ?? 'unhealthy' },
     proxy: {
       forwardedAllowIps: config.forwardedAllowIps,
       strip: config.untrustedForwarded === 'strip',

@@ -4,6 +4,7 @@
  * wants to follow the master) hooks into.
  */
 import type { WorkerExit } from './generations.js'
+import type { HealthStatus } from './health.js'
 import type { Phase } from './phase.js'
 
 export interface MasterEvents {
@@ -27,6 +28,10 @@ export interface MasterEvents {
   'upgrade-failed': [{ error: string }]
   /** A binary upgrade handed over: the new master (pid) serves, and this one stops. */
   upgraded: [{ pid: number }]
+  /** A graceful stop begins with a lame duck of ms (health 503, everything served); then 'stopping'. */
+  'lame-duck': [{ ms: number }]
+  /** What the health endpoint answers has changed. */
+  health: [{ status: HealthStatus }]
   /** A stop begins: workers drain (graceful, within timeoutMs) or exit now. */
   stopping: [{ graceful: boolean; workers: number; timeoutMs: number }]
   /** The start failed; the master cleans up and start() rejects with this error. */

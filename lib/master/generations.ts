@@ -18,7 +18,7 @@ import type { Logger } from '../logger.js'
 import { Ledger, type ExitReason } from './ledger.js'
 import type { Operation } from './phase.js'
 import type { Runtime, Timer } from './runtime.js'
-import { BACKOFF_MAX_MS, BACKOFF_MIN_MS, HANDOVER_MS, STABLE_MS, type Timings } from './timings.js'
+import { BACKOFF_MAX_MS, BACKOFF_MIN_MS, HANDOVER_MS, HURRY_MS, MAX_DRAINING_GENERATIONS, STABLE_MS, type Timings } from './timings.js'
 import type { WorkerReport } from '../protocol.js'
 import type { WorkerHandle, WorkerHooks, WorkerState } from './worker-handle.js'
 
@@ -123,13 +123,25 @@ export class Generations {
     this.serving = generation
     const old = this.all().filter((w) => w.generation !== generation)
     for (const w of old) this.drain(w, 'reload')
+    this.capDraining()
     return old.length
   }
 
   private drain(w: WorkerHandle, why: ExitReason): void {
-    const { gracefulMs } = this.o.timings()
+    const { gracefulMs, drainWindowMs } = this.o.timings()
     w.leaving ??= why
-    w.stop(true, gracefulMs, HANDOVER_MS)
+    w.stop(true, gracefulMs, HANDOVER_MS, drainWindowMs)
+  }
+
+  /**
+   * Generations may drain side by side (WebSockets keep the old workers
+   * alive, and must not hold up the next reload), but at most
+   * MAX_DRAINING_GENERATIONS: beyond that the oldest are hurried.
+   */
+  private capDraining(): void {
+    const draining = [...new Set(this.all().filter((w) => w.state === 'stopping').map((w) => w.generation))].sort((a, b) => a - b)
+    const hurried = draining.slice(0, Math.max(0, draining.length - MAX_DRAINING_GENERATIONS))
+    for (const w of this.all()) if (w.state === 'stopping' && hurried.includes(w.generation)) w.hurry(HURRY_MS)
   }
 
   private all(): WorkerHandle[] {
@@ -259,10 +271,18 @@ export class Generations {
 
   /** For the watchdog: at least one serving worker has a fresh heartbeat. */
   healthy(): boolean {
+    return this.all().some((w) => this.beating(w))
+  }
+
+  /** For the health endpoint: workers of the serving generation that are ready and beat. */
+  get beatingServing(): number {
+    return this.all().filter((w) => w.generation === this.serving && this.beating(w)).length
+  }
+
+  private beating(w: WorkerHandle): boolean {
     const { timeoutMs, heartbeatMs } = this.o.timings()
     const limit = timeoutMs > 0 ? timeoutMs : 3 * heartbeatMs
-    const now = this.o.rt.now()
-    return this.all().some((w) => w.state === 'ready' && now - w.lastBeat <= limit)
+    return (w.state === 'ready' || w.state === 'retiring') && this.o.rt.now() - w.lastBeat <= limit
   }
 
   /** Stop every worker (no respawn after this); handover: a new master's workers take their clients. */
@@ -270,10 +290,10 @@ export class Generations {
     for (const t of this.respawns.values()) t.clear()
     this.respawns.clear()
     const all = this.all()
-    const { gracefulMs } = this.o.timings()
+    const { gracefulMs, drainWindowMs } = this.o.timings()
     for (const w of all) {
-      w.leaving ??= 'stop'
-      w.stop(graceful, gracefulMs, handover ? HANDOVER_MS : 0)
+      w.leaving ??= handover ? 'upgrade' : 'stop'
+      w.stop(graceful, gracefulMs, handover ? HANDOVER_MS : 0, drainWindowMs)
     }
     await Promise.all(all.map((w) => w.exited))
     return all.length

@@ -12,7 +12,7 @@ import { DURATION_BUCKETS, STATUS_CLASSES, type RequestTotals } from '../http/re
 import type { WorkerReport } from '../protocol.js'
 
 /** Why a worker exited, as the metrics label it. */
-export const EXIT_REASONS = ['crash', 'timeout', 'boot-failed', 'max-requests', 'memory', 'reload', 'scale', 'stop'] as const
+export const EXIT_REASONS = ['crash', 'timeout', 'boot-failed', 'max-requests', 'memory', 'reload', 'scale', 'upgrade', 'stop'] as const
 export type ExitReason = (typeof EXIT_REASONS)[number]
 
 /** One slot's counters: what its workers, gone and alive, have done. */

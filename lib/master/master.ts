@@ -39,6 +39,7 @@ import { acceptQueues } from './accept-queue.js'
 import { masterStats, OperationsRecord, type MasterStats } from './stats.js'
 import { SystemdReporter, type StatusSnapshot } from './systemd-reporter.js'
 import { timingsOf, type Timings } from './timings.js'
+import { healthOf, type HealthStatus } from './health.js'
 import { spawnWorker } from './spawn-worker.js'
 
 export interface MasterOptions {
@@ -77,6 +78,11 @@ export class Master extends EventEmitter<MasterEvents> {
   private stopping: Promise<number> | undefined
   /** A binary upgrade handed over to a new master: the upgrade itself stops this one. */
   private handedOver = false
+  /** Lame duck (`ctl drain`, or the start of a stop with --lame-duck): health checks answer 503. */
+  private lameDuck = false
+  private health: HealthStatus = 'unhealthy'
+  /** Ends a stop's lame duck at once (a fast stop came). */
+  private cutLameDuck: (() => void) | undefined
 
   constructor(config: Config, options: MasterOptions = {}) {
     super()
@@ -93,7 +99,7 @@ export class Master extends EventEmitter<MasterEvents> {
       spawn: (id, generation, hooks) => {
         const { config, timings, identity, log, rt } = this
         const sockets = this.sockets.forSlot(id, config.workers, config.backlog)
-        return spawnWorker({ id, generation, sockets, config, timings, identity, hooks, log, rt })
+        return spawnWorker({ id, generation, sockets, config, timings, identity, health: this.health, hooks, log, rt })
       },
       timings: () => this.timings,
       workers: () => this.config.workers,
@@ -106,6 +112,24 @@ export class Master extends EventEmitter<MasterEvents> {
       rt: this.rt,
     })
     if (options.signals ?? true) this.signals = new SignalHandlers(this)
+    this.on('status', () => this.updateHealth())
+  }
+
+  /** Tell the workers when what the health endpoint should answer changes (healthOf in health.ts). */
+  private updateHealth(): void {
+    const serving = this.phase !== 'starting' && this.phase !== 'stopping'
+    const status = healthOf({ serving, lameDuck: this.lameDuck, beating: this.workers.beatingServing, target: this.config.workers })
+    if (status === this.health) return
+    this.health = status
+    this.log.info(`health: ${status}`)
+    this.workers.forEach((w) => w.send({ cmd: CMD, act: 'health', status }))
+    this.emit('health', { status })
+  }
+
+  /** `sdserve ctl drain` / `resume`: lame duck on or off; everything is still served. */
+  setLameDuck(on: boolean): void {
+    this.lameDuck = on
+    this.updateHealth()
   }
 
   private enter(phase: Phase): void {
@@ -324,7 +348,10 @@ export class Master extends EventEmitter<MasterEvents> {
    * (INT, QUIT) tells them to exit now. Resolves with the exit code (0).
    */
   stop(graceful = true): Promise<number> {
+    if (!graceful) this.cutLameDuck?.()
     this.stopping ??= (async () => {
+      const lameMs = this.timings.lameDuckMs
+      if (graceful && lameMs > 0 && this.phase !== 'starting') graceful = await this.lameDuckFor(lameMs)
       this.enter('stopping')
       // Sockets still being opened are closed once they are open.
       await this.opening?.catch(() => undefined)
@@ -333,6 +360,15 @@ export class Master extends EventEmitter<MasterEvents> {
       return 0
     })()
     return this.stopping
+  }
+
+  /** A stop's lame duck: health 503 for ms while serving. Resolves false when a fast stop cut it short. */
+  private async lameDuckFor(ms: number): Promise<boolean> {
+    this.log.info(`lame duck for ${ms / 1000} s: health checks answer 503, everything else is served; then a graceful stop`)
+    this.emit('lame-duck', { ms })
+    this.setLameDuck(true)
+    const cut = new Promise<false>((resolve) => (this.cutLameDuck = () => resolve(false)))
+    return Promise.race([sleep(this.rt, ms, true).then(() => true), cut])
   }
 
   private async shutdown(graceful: boolean): Promise<void> {

@@ -9,6 +9,7 @@ import type { Config } from '../config.js'
 import type { Logger } from '../logger.js'
 import { WATCHDOG_VARS } from '../watchdog.js'
 import { bootMessage } from './boot-message.js'
+import type { HealthStatus } from './health.js'
 import type { Runtime } from './runtime.js'
 import type { WorkerSocket } from './socket-set.js'
 import type { Timings } from './timings.js'
@@ -26,6 +27,8 @@ export interface WorkerSpawn {
   config: Config
   timings: Timings
   identity: { uid?: number; gid?: number }
+  /** What its health checks answer until the master says otherwise. */
+  health: HealthStatus
   hooks: WorkerHooks
   log: Logger
   rt: Runtime
@@ -41,6 +44,6 @@ export function spawnWorker(s: WorkerSpawn): WorkerHandle {
     ...s.identity,
   })
   const listeners = s.sockets.map(({ name, text }) => ({ name, text }))
-  const boot = bootMessage(s.config, s.timings, { id: s.id, generation: s.generation, listeners, logLevel: s.log.level })
+  const boot = bootMessage(s.config, s.timings, { id: s.id, generation: s.generation, listeners, logLevel: s.log.level, health: s.health })
   return new WorkerHandle(child, boot, s.timings.bootMs, s.hooks, s.log, s.rt)
 }

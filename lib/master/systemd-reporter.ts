@@ -79,6 +79,12 @@ export class SystemdReporter implements FdStore {
       this.lastStatus = ''
       this.updateStatus()
     })
+    master.on('lame-duck', ({ ms }) => {
+      // systemd's stop timeout must cover the lame duck, then the drain ('stopping' extends it again).
+      this.send(() => this.notifier.stopping(`lame duck: health checks answer 503 for ${ms / 1000} s, then draining`))
+      this.stopping = true
+      this.extendTimeout(ms)
+    })
     master.on('stopping', ({ graceful, workers, timeoutMs }) => {
       this.watchdog?.stop()
       this.send(() => this.notifier.stopping(`stopping: ${graceful ? 'draining' : 'stopping'} ${workers} workers`))

@@ -20,6 +20,10 @@ export interface Timings {
   heartbeatMs: number
   /** A draining worker's deadline. */
   gracefulMs: number
+  /** How long a graceful stop spends in lame duck first. */
+  lameDuckMs: number
+  /** Over how long a draining worker ends the WebSockets and event streams its app left open. */
+  drainWindowMs: number
   keepAliveMs: number
   headersTimeoutMs: number
   requestTimeoutMs: number
@@ -43,20 +47,35 @@ export const UPGRADE_MARGIN_MS = 10000
  * latency during reloads under keep-alive load.
  */
 export const HANDOVER_MS = 300
+/** The drain window without --drain-window: half the graceful timeout, at most this. */
+export const DRAIN_WINDOW_MAX_MS = 5000
+/**
+ * Generations draining at once, at most: a reload while this many drain
+ * (their WebSockets still open) hurries the oldest, which then ends what is
+ * left within HURRY_MS.
+ */
+export const MAX_DRAINING_GENERATIONS = 2
+export const HURRY_MS = 2000
+
 /** A worker's own deadline comes first; the master's SIGKILL backstop this much later (graceful, fast). */
 export const BACKSTOP_MS = { graceful: 1000, fast: 2000 }
 
 const ms = (seconds: number): number => Math.round(seconds * 1000)
 
-export function timingsOf(config: Pick<Config, 'timeout' | 'bootTimeout' | 'gracefulTimeout' | 'keepAlive' | 'headersTimeout' | 'requestTimeout'>): Timings {
+export function timingsOf(
+  config: Pick<Config, 'timeout' | 'bootTimeout' | 'gracefulTimeout' | 'drainWindow' | 'lameDuck' | 'keepAlive' | 'headersTimeout' | 'requestTimeout'>,
+): Timings {
   const timeoutMs = ms(config.timeout)
+  const gracefulMs = ms(config.gracefulTimeout)
   const bootMs =
     config.bootTimeout !== undefined ? ms(config.bootTimeout) : timeoutMs > 0 ? Math.max(timeoutMs, BOOT_FLOOR_MS) : BOOT_UNLIMITED_TIMEOUT_MS
   return {
     timeoutMs,
     bootMs,
     heartbeatMs: timeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(timeoutMs / 4))) : 1000,
-    gracefulMs: ms(config.gracefulTimeout),
+    gracefulMs,
+    lameDuckMs: ms(config.lameDuck),
+    drainWindowMs: Math.min(gracefulMs, config.drainWindow !== undefined ? ms(config.drainWindow) : Math.min(DRAIN_WINDOW_MAX_MS, gracefulMs / 2)),
     keepAliveMs: ms(config.keepAlive),
     headersTimeoutMs: ms(config.headersTimeout),
     requestTimeoutMs: ms(config.requestTimeout),

@@ -17,6 +17,7 @@ import type { ChildProcess } from 'node:child_process'
 import { AppLoadError, WorkerBootError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { CMD, dispatch, isOurs, type InflightRequest, type MasterMessage, type WorkerMessage, type WorkerReport } from '../protocol.js'
+import type { DrainReason } from '../drain.js'
 import type { BootMessage } from './boot-message.js'
 import type { ExitReason } from './ledger.js'
 import type { Runtime, Timer } from './runtime.js'
@@ -24,6 +25,21 @@ import { BACKSTOP_MS } from './timings.js'
 
 /** retiring: still serving, and a replacement for it is on its way (max-requests, TTOU hand-over). */
 export type WorkerState = 'booting' | 'ready' | 'retiring' | 'stopping'
+
+/** What a draining worker's app is told, from why the master let it go. */
+function drainReason(leaving: ExitReason | undefined): DrainReason {
+  switch (leaving) {
+    case 'reload':
+    case 'scale':
+    case 'upgrade':
+      return leaving
+    case 'max-requests':
+    case 'memory':
+      return 'recycle'
+    default:
+      return 'stop'
+  }
+}
 
 /** What the handle reports to its owner. */
 export interface WorkerHooks {
@@ -170,15 +186,34 @@ export class WorkerHandle {
    * clients from now on, so its keep-alive connections close one by one over
    * that long.
    */
-  stop(graceful: boolean, gracefulMs: number, handoverMs = 0): void {
+  stop(graceful: boolean, gracefulMs: number, handoverMs = 0, windowMs = 0): void {
     if (this.state === 'stopping') return
     this.state = 'stopping'
     const timeoutMs = graceful ? gracefulMs : 0
-    const message: MasterMessage = { cmd: CMD, act: 'stop', graceful, timeoutMs, handoverMs: Math.min(handoverMs, timeoutMs) }
-    if (this.child.connected) this.child.send(message, (err) => err && this.kill('SIGKILL', 'its IPC channel failed'))
+    this.tell(graceful, timeoutMs, handoverMs, windowMs)
     // A worker whose app closed the IPC channel: SIGTERM drains it just the same. A fast stop of such
     // a worker: it is exiting already (it reported a failure), else the backstop kills it.
-    else if (graceful) this.kill('SIGTERM', 'stop')
+    if (!this.child.connected && graceful) this.kill('SIGTERM', 'stop')
+    this.backstop(timeoutMs, graceful)
+  }
+
+  /**
+   * A draining worker must be done within timeoutMs from now, sooner than it
+   * was told: too many generations drain at once (their WebSockets open).
+   */
+  hurry(timeoutMs: number): void {
+    if (this.state !== 'stopping') return
+    this.tell(true, timeoutMs, 0, timeoutMs / 2)
+    this.backstop(timeoutMs, true)
+  }
+
+  private tell(graceful: boolean, timeoutMs: number, handoverMs: number, windowMs: number): void {
+    const reason = drainReason(this.leaving)
+    const message: MasterMessage = { cmd: CMD, act: 'stop', graceful, timeoutMs, handoverMs: Math.min(handoverMs, timeoutMs), windowMs: Math.min(windowMs, timeoutMs), reason }
+    if (this.child.connected) this.child.send(message, (err) => err && this.kill('SIGKILL', 'its IPC channel failed'))
+  }
+
+  private backstop(timeoutMs: number, graceful: boolean): void {
     this.timers.push(this.rt.after(timeoutMs + (graceful ? BACKSTOP_MS.graceful : BACKSTOP_MS.fast), () => this.kill('SIGKILL', 'graceful timeout')))
   }
 

@@ -15,11 +15,15 @@ interface Expected {
   timeout: number
   bootTimeout: number | undefined
   gracefulTimeout: number
+  drainWindow: number | undefined
+  lameDuck: number
   keepAlive: number
   maxRequests: number
   maxRequestsJitter: number
   maxWorkerMemory: number
   controlSocket: string | undefined
+  healthPath: string | undefined
+  logHealthChecks: boolean
   metricsBind: string | undefined
   pid: string | undefined
   chdir: string | undefined
@@ -73,7 +77,7 @@ t.test('OPTIONS: what --help shows of each entry', async (t) => {
     flag: 'workers',
     short: 'w',
     meta: 'N',
-    help: 'worker processes, 1 to 1024',
+    help: 'worker processes, 1 to 1024, or auto (the default)',
     defaultText: `${DEFAULTS.workers}, one per CPU core`,
   })
   t.equal(OPTIONS.find((o) => o.key === 'backlog')?.defaultText, '2048', 'String(default) unless the entry says otherwise')

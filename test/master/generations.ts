@@ -219,7 +219,7 @@ t.test('stopAll: every worker is told, pending respawns are dropped; forEach', a
   m.g.forEach((w) => seen.push(w.id))
   t.same(seen, [1])
   const stopped = m.g.stopAll(true, true)
-  t.same(m.newest(1).sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: true, timeoutMs: 30000, handoverMs: 300 })
+  t.same(m.newest(1).sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: true, timeoutMs: 30000, handoverMs: 300, windowMs: 5000, reason: 'upgrade' }, 'a hand-over to a new master: the app hears upgrade')
   m.newest(1).exit(0)
   t.equal(await stopped, 1)
   m.rt.advance(0)
@@ -227,7 +227,7 @@ t.test('stopAll: every worker is told, pending respawns are dropped; forEach', a
   const fast = make({ workers: 1, timeout: 1 })
   await serving(fast)
   const stopping = fast.g.stopAll(false, false)
-  t.same(fast.newest(1).sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: false, timeoutMs: 0, handoverMs: 0 })
+  t.same(fast.newest(1).sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: false, timeoutMs: 0, handoverMs: 0, windowMs: 0, reason: 'stop' })
   fast.rt.advance(5000)
   fast.g.check()
   t.same(fast.newest(1).signals, ['SIGKILL'], 'only the backstop: a stopping worker is not killed for its heartbeat')
@@ -252,4 +252,28 @@ t.test('--max-worker-memory: a worker over it is recycled, its replacement first
   m.rt.memory.delete(two.pid!)
   m.g.check()
   t.same(two.acts(), ['boot'], 'a worker whose memory cannot be read (gone) is left alone')
+})
+
+t.test('generations drain side by side, at most two: a third reload hurries the oldest', async (t) => {
+  const m = make({ workers: 1 })
+  await serving(m)
+  for (let generation = 2; generation <= 5; generation++) {
+    const next = m.g.start(1)
+    m.listenAll()
+    m.g.promote(await next)
+  }
+  const stopMessages = (generation: number) =>
+    m.g
+      .stats()
+      .filter((s) => s.generation === generation)
+      .flatMap((s) => m.children.get(s.pid)!.sent.filter((x) => (x as { act: string }).act === 'stop')) as { timeoutMs: number }[]
+  t.same(
+    m.g.stats().map((s) => [s.generation, s.state]),
+    [[1, 'stopping'], [2, 'stopping'], [3, 'stopping'], [4, 'stopping'], [5, 'ready']],
+    'no drain held up a reload',
+  )
+  t.same(stopMessages(1).map((x) => x.timeoutMs), [30000, 2000, 2000], 'the oldest was hurried at each reload that made too many (4 and 5)')
+  t.same(stopMessages(2).map((x) => x.timeoutMs), [30000, 2000], 'hurried at 5')
+  t.same(stopMessages(3).map((x) => x.timeoutMs), [30000], 'the two newest drain at their own pace')
+  t.same(stopMessages(4).map((x) => x.timeoutMs), [30000])
 })

@@ -91,3 +91,50 @@ t.test('a config file that never finishes loading holds a stop no longer than th
   t.equal(await stopped, 0)
   t.match(m.log(), /stopped\n$/)
 })
+
+t.test('--drain-window: half the graceful timeout by default, at most 5 s, never past the graceful timeout', async (t) => {
+  t.equal(timingsOf({ ...DEFAULTS }).drainWindowMs, 5000, 'graceful 30 s: 5 s')
+  t.equal(timingsOf({ ...DEFAULTS, gracefulTimeout: 4 }).drainWindowMs, 2000, 'graceful 4 s: 2 s')
+  t.equal(timingsOf({ ...DEFAULTS, drainWindow: 12 }).drainWindowMs, 12000)
+  t.equal(timingsOf({ ...DEFAULTS, gracefulTimeout: 3, drainWindow: 12 }).drainWindowMs, 3000)
+})
+
+t.test('health: the workers hear each change; a stop with --lame-duck answers 503 first; a fast stop cuts it short', async (t) => {
+  const m = make({ lameDuck: 5, healthPath: '/healthz' })
+  const statuses: string[] = []
+  m.master.on('health', ({ status }) => statuses.push(status))
+  await m.serve()
+  m.rt.advance(1000) // the monitor's tick
+  t.same(statuses, ['ok'])
+  const worker = m.rt.children[0]!
+  t.same(worker.sent.at(-1), { cmd: 'SDSERVE', act: 'health', status: 'ok' })
+  m.master.setLameDuck(true)
+  m.master.setLameDuck(true)
+  m.master.setLameDuck(false)
+  t.same(statuses, ['ok', 'lame-duck', 'ok'], 'ctl drain and resume; only changes are told')
+
+  const stopped = m.master.stop()
+  await settle()
+  t.equal(statuses.at(-1), 'lame-duck')
+  t.equal(m.master.stats().phase, 'serving', 'everything is still served')
+  t.same(worker.acts().filter((a) => a === 'stop'), [], 'no worker drains yet')
+  m.rt.advance(4999)
+  await settle()
+  t.same(worker.acts().filter((a) => a === 'stop'), [])
+  m.rt.advance(1)
+  await settle()
+  t.same(worker.sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: true, timeoutMs: 30000, handoverMs: 0, windowMs: 5000, reason: 'stop' })
+  await m.exitStopped()
+  t.equal(await stopped, 0)
+  t.match(m.log(), /lame duck for 5 s: health checks answer 503, everything else is served; then a graceful stop/)
+
+  const fast = make({ lameDuck: 5 })
+  await fast.serve()
+  const cut = fast.master.stop()
+  await settle()
+  fast.master.stop(false)
+  await settle()
+  t.same((fast.rt.children[0]!.sent.at(-1) as { graceful: boolean }).graceful, false, 'INT during the lame duck: a fast stop at once')
+  await fast.exitStopped()
+  t.equal(await cut, 0)
+})

@@ -128,3 +128,17 @@ t.test('the watchdog runs from READY=1 to STOPPING=1', async (t) => {
   t.match(lines.join(''), /watchdog ping skipped: health check said no/)
   master.emit('stopping', { graceful: false, workers: 0, timeoutMs: 0 })
 })
+
+t.test('a lame duck: STOPPING=1 with why, and systemd gives it time; the drain extends again', async (t) => {
+  const { master, sent } = make()
+  master.emit('booting', { generation: 1, workers: 2, timeoutMs: 0, first: true })
+  master.emit('ready', { generation: 1, workers: 2 })
+  master.emit('lame-duck', { ms: 5000 })
+  master.emit('status')
+  master.emit('stopping', { graceful: true, workers: 2, timeoutMs: 30000 })
+  const after = sent().slice(sent().findIndex((m) => m.startsWith('STOPPING=1')))
+  t.match(after[0], /^STOPPING=1\nSTATUS=lame duck: health checks answer 503 for 5 s, then draining$/)
+  t.match(after[1], /^EXTEND_TIMEOUT_USEC=\d+$/)
+  t.ok(Number(after[1]!.split('=')[1]) >= 5_000_000, 'at least the lame duck')
+  t.match(after[2], /^STOPPING=1\nSTATUS=stopping: draining 2 workers$/, 'no status update in between')
+})

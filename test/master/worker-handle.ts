@@ -91,10 +91,11 @@ t.test('an exit before listening rejects the boot, also when it was told to stop
 t.test('stop: graceful sends the deadline and hand-over; the backstop kills one that overstays; stop twice is once', async (t) => {
   const { child, w, rt } = make()
   child.say({ act: 'listening', description: 'x' })
-  w.stop(true, 2000, 300)
+  w.leaving = 'memory'
+  w.stop(true, 2000, 300, 5000)
   t.notOk(w.live)
   w.stop(false, 0)
-  t.same(child.sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: true, timeoutMs: 2000, handoverMs: 300 })
+  t.same(child.sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: true, timeoutMs: 2000, handoverMs: 300, windowMs: 2000, reason: 'recycle' }, 'the window within the deadline')
   rt.advance(2999)
   t.same(child.signals, [])
   rt.advance(1)
@@ -142,4 +143,29 @@ t.test('the system runtime reads a process\'s resident memory from /proc', async
   t.equal(SYSTEM.rss(2 ** 22 + 1), undefined, 'no such process')
   t.equal(rssOf('Name:\tx\nVmRSS:\t  2048 kB\nThreads: 1\n'), 2097152)
   t.equal(rssOf('Name:\tkthreadd\nThreads: 1\n'), undefined, 'a kernel thread or zombie has none')
+})
+
+t.test('the app hears why it drains; hurry() shortens the deadline of a draining worker only', async (t) => {
+  const reasons: Record<string, string> = {}
+  for (const leaving of ['reload', 'scale', 'upgrade', 'max-requests', 'memory', 'stop', 'crash', undefined] as const) {
+    const { w, child } = make()
+    child.say({ act: 'listening', description: 'x' })
+    w.leaving = leaving
+    w.stop(true, 1000, 0, 500)
+    reasons[String(leaving)] = (child.sent.at(-1) as { reason: string }).reason
+  }
+  t.same(reasons, { reload: 'reload', scale: 'scale', upgrade: 'upgrade', 'max-requests': 'recycle', memory: 'recycle', stop: 'stop', crash: 'stop', undefined: 'stop' })
+
+  const { w, child, rt } = make()
+  child.say({ act: 'listening', description: 'x' })
+  w.hurry(2000)
+  t.same(child.acts(), ['boot'], 'a worker that is not draining is not hurried')
+  w.leaving = 'reload'
+  w.stop(true, 60000, 300, 30000)
+  w.hurry(2000)
+  t.same(child.sent.at(-1), { cmd: 'SDSERVE', act: 'stop', graceful: true, timeoutMs: 2000, handoverMs: 0, windowMs: 1000, reason: 'reload' })
+  rt.advance(2999)
+  t.same(child.signals, [])
+  rt.advance(1)
+  t.same(child.signals, ['SIGKILL'], "the hurried deadline's backstop")
 })
