@@ -30,7 +30,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { installCleanup, rssOfServer, cpuOfTree, freePort, machineBusy, start, stop, tree } from './lib/proc.mjs'
-import { configurations, launch, shutdown, sdserveHas, nginxBinary, ROOT, CLI, RUN_ORDER, until200, serverEnv } from './lib/servers.mjs'
+import { configurations, launch, shutdown, sdserveHas, nginxBinary, ROOT, CLI, RUN_ORDER, until200, serverEnv, scrapeMetrics } from './lib/servers.mjs'
 import { runWrk, busiestShare, failures } from './lib/wrk.mjs'
 import { renderMarkdown, renderSvg, analyse } from './lib/report.mjs'
 
@@ -204,13 +204,16 @@ async function throughput(configs, result) {
         if (opts.warmup > 0) await runWrk(wrkOpts({ url: server.url, seconds: opts.warmup, count: false }))
         const rss = { config: config.id, round, idle: rssIdle, after: {} }
         for (const mode of modes) {
-          let r, cpu, otherCores
+          let r, cpu, otherCores, scraped
           for (let attempt = 0; ; attempt++) {
             await sleep(300)
             const before = cpuOfTree(server.child.pid)
             const busy0 = machineBusy()
             const t0 = process.hrtime.bigint()
+            // A configuration with metrics is scraped throughout the wrk run, as Prometheus would.
+            const scraper = config.scrape ? scrapeMetrics(server) : undefined
             r = await runWrk(wrkOpts({ url: server.url, seconds: opts.seconds, close: mode.close }))
+            scraped = await scraper?.stop()
             const elapsed = Number(process.hrtime.bigint() - t0) / 1e9
             cpu = cpuDelta(server.child.pid, before, cpuOfTree(server.child.pid))
             // What else ran on the machine meanwhile (other people's work, steal), in cores.
@@ -236,6 +239,7 @@ async function throughput(configs, result) {
             usPerReq: r.requests > 0 ? (cpu.total * 1e6) / r.requests : undefined,
             wrkCpuS: r.wrkCpuS,
             otherCores,
+            scraped,
             wrk: r.args,
           }
           result.runs.push(run)
@@ -243,6 +247,7 @@ async function throughput(configs, result) {
             `[${n}/${total}] round ${round} ${config.id.padEnd(18)} ${mode.id.padEnd(5)} ${fmtK(r.rps).padStart(7)} req/s` +
               `  p99 ${r.latency.p99?.toFixed(2)} ms  cpu ${run.usPerReq?.toFixed(1)} us/req` +
               (run.share !== undefined ? `  busiest ${(run.share * 100).toFixed(1)}%` : '') +
+              (scraped !== undefined ? `  scrapes ${scraped.scrapes}${scraped.failed > 0 ? ` (${scraped.failed} FAILED)` : ''}` : '') +
               `  other load ${otherCores.toFixed(2)} cores` +
               (run.failures > 0 ? `  FAILED ${run.failures}` : ''),
           )
@@ -327,7 +332,7 @@ async function timedStart(config, python) {
 async function startup(configs, result) {
   const python = have('python3')
   const floor = { id: 'node-e0', label: 'node -e 0 (a Node start, the floor)', kind: 'floor' }
-  const active = configs.filter((c) => !c.unavailable && c.id !== 'cluster-none' && c.id !== 'sdserve-accesslog')
+  const active = configs.filter((c) => !c.unavailable && c.id !== 'cluster-none' && c.id !== 'sdserve-accesslog' && c.id !== 'sdserve-metrics')
   for (let rep = 1; rep <= opts.startupReps; rep++) {
     const t0 = process.hrtime.bigint()
     const p = start(process.execPath, ['-e', '0'], { env: serverEnv() })
@@ -439,7 +444,7 @@ async function reloadUnderLoad(config, result) {
 async function main() {
   ensureTools()
   const accessLog = sdserveHas('--access-logfile')
-  let configs = configurations({ accessLog })
+  let configs = configurations({ accessLog, metrics: sdserveHas('--metrics-bind') })
   if (opts.only.length > 0) configs = configs.filter((c) => opts.only.includes(c.id))
   const machine = machineInfo()
   if (machine.distStale) log('bench: warning: lib/ has files newer than dist/lib/cli.js: run `npm run build` to bench the current code')

@@ -75,9 +75,10 @@ export function parseBind(text: unknown, option = 'bind'): BindSpec {
 /**
  * Remove a UNIX socket file left by an earlier run, safely: only a socket
  * (never a regular file or a symlink), and only when nothing answers on it.
- * Throws EADDRINUSE when a live server owns the path.
+ * Throws EADDRINUSE when a live server owns the path; option names the
+ * setting in the error for a path that is not a socket.
  */
-export async function removeStaleUnixSocket(path: string): Promise<'absent' | 'removed'> {
+export async function removeStaleUnixSocket(path: string, option = 'bind'): Promise<'absent' | 'removed'> {
   let stat
   try {
     stat = lstatSync(path)
@@ -87,7 +88,7 @@ export async function removeStaleUnixSocket(path: string): Promise<'absent' | 'r
     throw err
   }
   if (!stat.isSocket())
-    throw new ConfigError('bind', `unix:${path}`, 'a path that is free or holds a stale socket (it is another kind of file)')
+    throw new ConfigError(option, `unix:${path}`, 'a path that is free or holds a stale socket (it is another kind of file)')
   const live = await new Promise<boolean>((resolve) => {
     const probe = new Socket()
     probe.once('connect', () => {

@@ -15,6 +15,7 @@ const RATIOS = [
   { a: 'sdserve-reuseport', b: 'reuseport', label: 'sdserve reuse-port / node-unix-socket SO_REUSEPORT' },
   { a: 'sdserve-reuseport', b: 'sdserve', label: 'sdserve reuse-port / sdserve shared' },
   { a: 'sdserve-accesslog', b: 'sdserve', label: 'sdserve access log on / off' },
+  { a: 'sdserve-metrics', b: 'sdserve', label: 'sdserve metrics on (scraped every second) / off' },
   { a: 'cluster-rr', b: 'single', label: 'cluster round-robin / single process' },
   { a: 'sdserve', b: 'nginx', label: 'sdserve shared / nginx' },
 ]
@@ -101,6 +102,8 @@ export function analyse(result) {
   }
   ratioTarget('access log on vs off, keep-alive', 'sdserve-accesslog', 'sdserve', 'ka', 0.9)
   ratioTarget('access log on vs off, close', 'sdserve-accesslog', 'sdserve', 'close', 0.9)
+  ratioTarget('metrics on (scraped every second) vs off, keep-alive', 'sdserve-metrics', 'sdserve', 'ka', 0.97)
+  ratioTarget('metrics on (scraped every second) vs off, close', 'sdserve-metrics', 'sdserve', 'close', 0.97)
   {
     const rs = reload.filter((r) => r.config === 'sdserve')
     const failed = rs.reduce((s, r) => s + r.during.failures, 0)
@@ -135,7 +138,7 @@ export function analyse(result) {
   }
   {
     const masters = []
-    for (const id of ['sdserve', 'sdserve-reuseport', 'sdserve-accesslog']) {
+    for (const id of ['sdserve', 'sdserve-reuseport', 'sdserve-accesslog', 'sdserve-metrics']) {
       const r = perConfig[id]?.rss
       if (r?.masterAfter.max !== undefined) masters.push(r.masterAfter.max)
       if (r?.masterIdle.max !== undefined) masters.push(r.masterIdle.max)

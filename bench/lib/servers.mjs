@@ -2,7 +2,7 @@
 // how to tell that every worker listens, and how to stop it.
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
-import { request } from 'node:http'
+import { Agent, request } from 'node:http'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -142,7 +142,7 @@ const LISTENING = /^listening \d+/
  * kind: 'node' (a baseline), 'sdserve' or 'nginx'; workers: processes that
  * serve; ready: output line each serving process prints once it listens.
  */
-export function configurations({ accessLog }) {
+export function configurations({ accessLog, metrics }) {
   const nginx = nginxBinary()
   return [
     { id: 'single', label: 'single Node process (http.createServer)', kind: 'node', workers: 1, ready: LISTENING, make: nodeServer('single.mjs', []) },
@@ -171,6 +171,18 @@ export function configurations({ accessLog }) {
       make: sdserve((tmp) => ['--access-logfile', join(tmp, 'access.log')]),
     },
     {
+      id: 'sdserve-metrics',
+      label: 'sdserve -w 2 (shared) --metrics-bind, scraped every second',
+      kind: 'sdserve',
+      workers: 2,
+      ready: SERVING,
+      stopSignal: 'SIGINT',
+      // Port 0: the master logs the port it got; scrapeMetrics() reads it there.
+      scrape: true,
+      unavailable: metrics ? undefined : 'not available yet: `sdserve --help` does not list --metrics-bind',
+      make: sdserve(() => ['--metrics-bind', '127.0.0.1:0']),
+    },
+    {
       id: 'nginx',
       label: 'nginx, 2 workers, return 200 (ceiling)',
       kind: 'nginx',
@@ -185,10 +197,10 @@ export function configurations({ accessLog }) {
 /**
  * The order the throughput phase starts them in (rotated each round): the
  * pairs the targets compare run next to each other (cluster round-robin,
- * raw shared socket, sdserve, sdserve with its access log; the two
+ * raw shared socket, sdserve, sdserve with its access log or its metrics; the two
  * SO_REUSEPORT setups), so the machine's other load changes least between them.
  */
-export const RUN_ORDER = ['single', 'cluster-none', 'cluster-rr', 'shared-fd', 'sdserve', 'sdserve-accesslog', 'sdserve-reuseport', 'reuseport', 'nginx']
+export const RUN_ORDER = ['single', 'cluster-none', 'cluster-rr', 'shared-fd', 'sdserve', 'sdserve-accesslog', 'sdserve-metrics', 'sdserve-reuseport', 'reuseport', 'nginx']
 
 /**
  * Start a configuration on port and wait until every worker serves: its
@@ -217,4 +229,48 @@ export async function launch(config, port, tmp, { env = {} } = {}) {
 
 export async function shutdown(config, server) {
   await stop(server?.child, { signal: config.stopSignal ?? 'SIGTERM', graceMs: 5000 })
+}
+
+/**
+ * Scrape a server's metrics once a second, as Prometheus would (one kept-alive
+ * connection), from the address its master logged, until stop(). stop()
+ * resolves with { scrapes, failed }.
+ */
+export function scrapeMetrics(server, intervalMs = 1000) {
+  const line = server.child.lines.find((l) => /metrics: listening on /.test(l.text))
+  const m = line === undefined ? null : /metrics: listening on (\S+):(\d+)/.exec(line.text)
+  if (m === null) throw new Error('the master did not log its metrics address')
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  const url = `http://${m[1]}:${m[2]}/metrics`
+  let done = false
+  let scrapes = 0
+  let failed = 0
+  const loop = (async () => {
+    while (!done) {
+      try {
+        const r = await new Promise((resolve, reject) => {
+          const req = request(url, { agent, timeout: 5000 }, (res) => {
+            res.resume()
+            res.on('end', () => resolve(res.statusCode))
+          })
+          req.on('timeout', () => req.destroy(new Error('scrape timed out')))
+          req.on('error', reject)
+          req.end()
+        })
+        if (r === 200) scrapes++
+        else failed++
+      } catch {
+        failed++
+      }
+      await sleep(intervalMs)
+    }
+  })()
+  return {
+    stop: async () => {
+      done = true
+      await loop
+      agent.destroy()
+      return { scrapes, failed }
+    },
+  }
 }

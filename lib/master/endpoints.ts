@@ -15,6 +15,7 @@
 import type { Config } from '../config.js'
 import type { Logger } from '../logger.js'
 import { ControlServer, controlSocketPath, type Controllable } from './control-server.js'
+import { MetricsServer } from './metrics-server.js'
 
 /** How long a promoted new master retries the old one's addresses, which are closing. */
 const TAKEOVER_TRIES = 20
@@ -22,6 +23,7 @@ const TAKEOVER_DELAY_MS = 100
 
 export class Endpoints {
   private control: ControlServer | undefined
+  private metrics: MetricsServer | undefined
   private closed = false
 
   private constructor(
@@ -36,7 +38,12 @@ export class Endpoints {
   /** Open them now; upgrade: this master is a binary upgrade's new one, so not until it is promoted. */
   static async open(config: Config, master: Controllable, log: Logger, upgrade: boolean): Promise<Endpoints> {
     const endpoints = new Endpoints(config, master, log)
-    if (!upgrade) await endpoints.bind()
+    if (!upgrade)
+      await endpoints.bind().catch(async (err: unknown) => {
+        // The start fails: the one that did open must not outlive it.
+        await endpoints.close()
+        throw err
+      })
     else
       master.once('ready', () => {
         void endpoints.takeOver()
@@ -44,13 +51,22 @@ export class Endpoints {
     return endpoints
   }
 
+  /** Open what is not open yet: a takeover retries it after one of them found its address still taken. */
   private async bind(): Promise<void> {
     const path = controlSocketPath(this.config.controlSocket, process.env)
-    if (path === undefined || this.closed) return
-    const control = await ControlServer.open(path, this.master, this.log)
-    // Closed while it was opening (a stop while a promoted new master takes over): it is not kept open.
-    if (this.closed) return control.close()
-    this.control = control
+    if (path !== undefined && !this.closed && this.control === undefined) {
+      const control = await ControlServer.open(path, this.master, this.log)
+      // Closed while it was opening (a stop while a promoted new master takes over): it is not kept open.
+      if (this.closed) return control.close()
+      this.control = control
+    }
+    const bind = this.config.metricsBind
+    if (bind !== undefined && !this.closed && this.metrics === undefined) {
+      const metrics = await MetricsServer.open(bind, () => this.master.stats(), this.log)
+      if (this.closed) return metrics.close()
+      this.metrics = metrics
+      this.log.info(`metrics: listening on ${metrics.address}`)
+    }
   }
 
   private async takeOver(): Promise<void> {
@@ -69,8 +85,9 @@ export class Endpoints {
 
   async close(): Promise<void> {
     this.closed = true
-    const control = this.control
+    const { control, metrics } = this
     this.control = undefined
-    await control?.close()
+    this.metrics = undefined
+    await Promise.all([control?.close(), metrics?.close()])
   }
 }

@@ -17,6 +17,8 @@ export const debianPackages = {
   ss: 'iproute2',
   wrk: 'wrk',
   haproxy: 'haproxy',
+  prometheus: 'prometheus',
+  promtool: 'prometheus',
 } as const
 export type Command = keyof typeof debianPackages
 
