@@ -16,6 +16,7 @@ export function masterStats(over: Partial<MasterStats> = {}): MasterStats {
     generation: 1,
     pending: undefined,
     target: 2,
+    health: 'ok',
     workers: [],
     slots: [slotStats(1), slotStats(2)],
     exits: Object.fromEntries(EXIT_REASONS.map((r) => [r, 0])) as Record<ExitReason, number>,
