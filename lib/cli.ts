@@ -45,9 +45,13 @@ export function usage(): string {
   // Wide enough for the longest flag (gunicorn's --limit-request-field_size BYTES) and two spaces.
   const column = Math.max(...OPTIONS.map((o) => `    --${o.flag} ${o.meta}`.length)) + 4
   const line = (left: string, right: string): string => `  ${left.padEnd(column - 2)}${right}\n`
-  let text = 'Usage: sdserve [OPTIONS] APP\n       sdserve ctl [--socket PATH] [--json] COMMAND   (sdserve ctl --help)\n\n'
+  let text = 'Usage: sdserve [OPTIONS] APP\n       sdserve ctl [--socket PATH] [--json] COMMAND   (sdserve ctl --help)\n'
+  text += '       sdserve unit [OPTIONS] APP [-- OPTIONS]        (sdserve unit --help)\n'
+  text += '       sdserve doctor [--json] UNIT                   (sdserve doctor --help)\n\n'
   text += 'Serve APP with a master process and a pool of worker processes, for systemd:\n'
-  text += 'socket activation, sd_notify (Type=notify-reload), graceful reload and stop.\n\n'
+  text += 'socket activation, sd_notify (Type=notify-reload), graceful reload and stop.\n'
+  text += '`sdserve unit` writes the systemd units and nginx block that serve APP;\n'
+  text += '`sdserve doctor` checks a service unit that runs sdserve.\n\n'
   text += 'APP: path/to/app.js (its default export), app.js:name (an export), or\n'
   text += 'app.js:factory() (a function, sync or async, returning the app).\n\n'
   text += 'Options:\n'
@@ -103,6 +107,9 @@ function exitCodeOf(err: SdserveError): number {
 export async function main(argv: string[], env: NodeJS.ProcessEnv, io: CliIo = processIo, runMaster?: RunMaster): Promise<number> {
   // `sdserve ctl ...` talks to a running master; it starts nothing.
   if (argv[0] === 'ctl') return (await import('./ctl/main.js')).ctlMain(argv.slice(1), env, io)
+  // `sdserve unit ...` and `sdserve doctor ...` write and check systemd units; they start nothing either.
+  if (argv[0] === 'unit') return (await import('./unit/main.js')).unitMain(argv.slice(1), io)
+  if (argv[0] === 'doctor') return (await import('./doctor/main.js')).doctorMain(argv.slice(1), io)
   const held = holdSignals()
   const code = await run(argv, env, io, held, runMaster)
   held.release()

@@ -57,6 +57,8 @@ t.test('--help', async (t) => {
   t.equal(r.stderr, '')
   t.equal(r.stdout, usage())
   t.match(r.stdout, /^Usage: sdserve \[OPTIONS\] APP\n/)
+  t.match(r.stdout, /^ +sdserve unit \[OPTIONS\] APP .*\(sdserve unit --help\)$/m)
+  t.match(r.stdout, /^ +sdserve doctor \[--json\] UNIT .*\(sdserve doctor --help\)$/m)
   const lines = r.stdout.split('\n')
   for (const o of OPTIONS) {
     const line = lines.filter((l) => l.includes(`--${o.flag} ${o.meta} `))

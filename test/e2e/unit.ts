@@ -1,0 +1,84 @@
+// `sdserve unit --out` and `sdserve doctor` inside the container: the units it
+// writes for /srv/app/app.mjs boot through the socket, the doctor (reading the
+// unit with systemctl cat) finds no error or warning in them, `systemctl reload`
+// serves a new generation and `systemctl stop` ends with Result=success. The
+// nginx block it writes passes `nginx -t` and proxies to the app.
+import t from 'tap'
+import { container, getApp, inNetns, installApp, must, prop, run, until, untilState, workerPid } from './helpers/container.js'
+
+const c = container()
+const sdserve = '/srv/app/node_modules/.bin/sdserve'
+const notifyReload = c.systemdVersion >= 253
+// The app and sdserve as a user installs them, but none of the example units.
+await installApp(c, { units: {} })
+
+t.test('sdserve unit --out writes the units for the container', async (t) => {
+  const out = await must(c, [
+    sdserve, 'unit', '--out', '/tmp/units', '--systemd-version', String(c.systemdVersion), '--workers', '2', '--lame-duck', '0',
+    '--graceful-timeout', '20', '/srv/app/app.mjs', '--', '--access-logfile', '-',
+  ])
+  t.match(out, /wrote \/tmp\/units\/app\.socket\nwrote \/tmp\/units\/app\.service\nwrote \/tmp\/units\/nginx-app\.conf\n/)
+  const service = await must(c, ['cat', '/tmp/units/app.service'])
+  t.match(service, /^ExecStart=\/srv\/app\/node_modules\/\.bin\/sdserve --workers 2 --timeout 30 --graceful-timeout 20 --pid \/run\/app\/sdserve\.pid --access-logfile - app\.mjs$/m)
+  t.match(service, new RegExp(`^Type=${notifyReload ? 'notify-reload' : 'notify'}$`, 'm'))
+  await must(c, ['cp', '/tmp/units/app.socket', '/tmp/units/app.service', '/etc/systemd/system/'])
+  await must(c, ['systemctl', 'daemon-reload'])
+  t.equal((await run(c, ['systemd-analyze', 'verify', '/etc/systemd/system/app.service'])).stderr.match(/Unknown key|Invalid|Failed to parse/g), null, 'systemd reads every line')
+})
+
+t.test('the socket starts the service on the first connection; a worker answers', async (t) => {
+  await must(c, ['systemctl', 'enable', '--now', 'app.socket'])
+  t.equal(await prop(c, 'app.service', 'ActiveState'), 'inactive')
+  const reply = await getApp(c)
+  t.match(reply.body, /^hello from worker \d+: client unix over http\n$/)
+  await untilState(c, 'app.service', 'active')
+  t.equal(await prop(c, 'app.service', 'Type'), notifyReload ? 'notify-reload' : 'notify')
+  t.equal(await prop(c, 'app.service', 'TimeoutStopUSec'), '30s')
+  t.equal(await prop(c, 'app.service', 'WatchdogUSec'), '40s')
+  t.ok(workerPid(reply.body) > 0)
+})
+
+t.test('sdserve doctor app.service (systemctl cat) finds no error and no warning', async (t) => {
+  const r = await run(c, [sdserve, 'doctor', 'app.service'])
+  t.equal(r.code, 0, r.stderr)
+  t.notMatch(r.stdout, /^(error|warning):/m)
+  t.match(r.stdout, /^app\.service: (no problems found|0 errors, 0 warnings, \d+ notes?) \(\/etc\/systemd\/system\/app\.service\)$/m)
+  const json = JSON.parse(await must(c, [sdserve, 'doctor', '--json', 'app.service'])) as { errors: number; warnings: number; files: string[] }
+  t.same([json.errors, json.warnings, json.files], [0, 0, ['/etc/systemd/system/app.service']])
+  // A drop-in that undercuts the drain is seen through systemctl cat, with its file and line.
+  await must(c, ['mkdir', '-p', '/etc/systemd/system/app.service.d'])
+  await must(c, ['sh', '-c', 'printf "[Service]\\nTimeoutStopSec=15s\\n" > /etc/systemd/system/app.service.d/short.conf'])
+  // systemctl cat shows the drop-ins systemd loaded.
+  await must(c, ['systemctl', 'daemon-reload'])
+  const bad = await run(c, [sdserve, 'doctor', 'app.service'])
+  t.equal(bad.code, 1)
+  t.match(bad.stdout, /^error: TimeoutStopSec=15s is shorter than the drain \(lame duck 0 s \+ graceful timeout 20 s\): set TimeoutStopSec=30s \(\/etc\/systemd\/system\/app\.service\.d\/short\.conf:2\)$/m)
+  await must(c, ['rm', '-r', '/etc/systemd/system/app.service.d'])
+  await must(c, ['systemctl', 'daemon-reload'])
+})
+
+t.test('systemctl reload serves a new generation', async (t) => {
+  const mainPid = await prop(c, 'app.service', 'MainPID')
+  await must(c, ['systemctl', 'reload', 'app.service'])
+  await until('generation 2 to serve', async () => (/^2 of 2 workers serving \(generation 2\)/.test(await prop(c, 'app.service', 'StatusText')) ? true : undefined))
+  t.equal(await prop(c, 'app.service', 'MainPID'), mainPid, 'the same master')
+  t.match((await getApp(c)).body, /^hello from worker \d+/)
+})
+
+t.test('the generated nginx block passes nginx -t and proxies to the app', async (t) => {
+  await must(c, ['cp', '/tmp/units/nginx-app.conf', '/etc/nginx/conf.d/app.conf'])
+  await must(c, ['rm', '-f', '/etc/nginx/sites-enabled/default'])
+  await must(c, ['nginx', '-t'])
+  await must(c, ['systemctl', 'unmask', 'nginx.service'])
+  await must(c, ['systemctl', 'start', 'nginx.service'])
+  const r = await inNetns(c, ['curl', '-sS', '--max-time', '30', '--interface', '127.0.0.2', 'http://127.0.0.1/'])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /^hello from worker \d+: client 127\.0\.0\.2 over http\n$/, 'nginx forwarded the client')
+  await must(c, ['systemctl', 'stop', 'nginx.service'])
+})
+
+t.test('systemctl stop ends with Result=success', async (t) => {
+  await must(c, ['systemctl', 'stop', 'app.service'])
+  t.equal(await prop(c, 'app.service', 'ActiveState'), 'inactive')
+  t.equal(await prop(c, 'app.service', 'Result'), 'success')
+})
