@@ -133,7 +133,11 @@ function checkWatchdog(unit: Unit, timers: SdserveTimers, out: Finding[]): void 
   // 0 and infinity: no watchdog.
   else if (ms > 0 && ms !== Infinity && ms <= floor * 1000) {
     const why = timers.boot >= timers.timeout ? `a worker's boot (--boot-timeout, ${s(timers.boot)})` : `--timeout (${s(timers.timeout)})`
-    out.push(finding('error', 'watchdog', at, `WatchdogSec=${at.value} is not longer than ${why}: systemd kills the service while sdserve still waits for a worker`, fix))
+    // systemd arms the watchdog once the start-up is complete, so this bites only when no worker serves
+    // while a replacement boots (a lone worker that crashed, or all of them): a warning, not an error.
+    out.push(
+      finding('warning', 'watchdog', at, `WatchdogSec=${at.value} is not longer than ${why}: if no worker serves while a replacement boots, systemd kills the service first`, fix),
+    )
   }
 }
 

@@ -9,15 +9,12 @@ import { basename } from 'node:path'
 import { DEFAULTS, OPTIONS } from '../config/options.js'
 import { timingsOf } from '../master/timings.js'
 
-/** Options that take a value but are not (yet) in this sdserve's table: they must not swallow the word after them. */
-const EXTRA_VALUE_FLAGS = ['lame-duck', 'health-path']
-
 /** The long flags that take a value, and the one-letter ones mapped to their long flag. */
-const VALUE_FLAGS = new Set([...OPTIONS.filter((o) => o.boolean !== true).map((o) => o.flag), ...EXTRA_VALUE_FLAGS])
+const VALUE_FLAGS = new Set(OPTIONS.filter((o) => o.boolean !== true).map((o) => o.flag))
 const SHORT_FLAGS = new Map(OPTIONS.flatMap((o) => (o.short === undefined ? [] : [[o.short, o.flag] as const])))
 
 /** The drain sdserve is given on a stop by default: no lame duck. */
-export const DEFAULT_LAME_DUCK = 0
+export const DEFAULT_LAME_DUCK = DEFAULTS.lameDuck
 
 /** The options of a command line, or undefined when it does not run sdserve. */
 export function sdserveArgs(argv: readonly string[]): string[] | undefined {
