@@ -259,6 +259,7 @@ export class Worker {
       if (this.health !== undefined && isPath(req.url, this.health.path)) return this.answerHealth(req, res)
       this.requests++
       this.counters.start(res)
+      if (this.draining) this.longLived.late(res)
       // Who the client is (trusted proxy headers), stored on req for client(req); untrusted ones removed.
       resolveClient(req, allow, { strip })
       this.accessLog?.track(req, res, clientAddress)

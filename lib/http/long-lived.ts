@@ -96,6 +96,15 @@ export class LongLived {
     for (const res of responses) if (isEventStream(res)) this.later(Math.random() * windowMs, () => endStream(res))
   }
 
+  /**
+   * A response that began during the drain (on a keep-alive connection not
+   * handed over yet): if it turns out to be an event stream, it is ended
+   * within what is left of the window, like the others.
+   */
+  late(res: ServerResponse): void {
+    if (this.deadline > 0) this.later(Math.random() * Math.max(0, this.windowEnd - Date.now()), () => (isEventStream(res) ? endStream(res) : 'done'))
+  }
+
   /** Run attempt after ms; again every RETRY_MS while it says 'later' and the deadline has not come. */
   private later(ms: number, attempt: () => 'done' | 'later'): void {
     const timer = setTimeout(() => {

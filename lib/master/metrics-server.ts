@@ -14,6 +14,8 @@ import type { MasterStats } from './stats.js'
 
 const OPTION = 'metrics-bind'
 const PATHS = new Set(['/metrics', '/'])
+/** Health checks on the metrics bind: for a balancer that checks a separate port. */
+const HEALTH_PATH = '/healthz'
 /** Scrapers are few: a client that opens connections by the thousand cannot use up the master's fds. */
 const MAX_CONNECTIONS = 64
 
@@ -56,13 +58,18 @@ export class MetricsServer {
 function answer(req: IncomingMessage, res: ServerResponse, stats: () => MasterStats, log: Logger): void {
   // A server's requests always have a url; the query string is ignored.
   const path = (req.url as string).split('?', 1)[0] as string
-  if (!PATHS.has(path)) return reply(res, 404, 'not found: metrics are at /metrics\n')
+  if (path !== HEALTH_PATH && !PATHS.has(path)) return reply(res, 404, 'not found: metrics are at /metrics, health at /healthz\n')
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD')
     return reply(res, 405, 'method not allowed\n')
   }
   let body: string
   try {
+    if (path === HEALTH_PATH) {
+      // The master's own answer: the workers' health checks say the same (lib/master/health.ts).
+      const health = stats().health
+      return reply(res, health === 'ok' ? 200 : 503, `${health}\n`)
+    }
     body = formatMetrics(stats())
   } catch (err) {
     // A bug in a snapshot must cost one scrape, never the master.

@@ -11,6 +11,7 @@
  */
 import { DURATION_BUCKETS, STATUS_CLASSES } from '../http/request-counters.js'
 import { EXIT_REASONS } from './ledger.js'
+import type { HealthStatus } from './health.js'
 import type { MasterStats, SlotStats, SocketStats } from './stats.js'
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
@@ -141,7 +142,16 @@ function workerFamilies(out: string[], stats: MasterStats): void {
     WORKER_STATES.map((state) => ({ labels: { state }, value: stats.workers.filter((w) => w.state === state).length })),
   )
   family(out, 'sdserve_workers_target', 'gauge', 'The worker count the master keeps.', [{ value: stats.target }])
+  family(
+    out,
+    'sdserve_health',
+    'gauge',
+    'What the health endpoint answers: 1 for the current status, 0 for the others.',
+    HEALTH_STATUSES.map((status) => ({ labels: { status }, value: stats.health === status ? 1 : 0 })),
+  )
 }
+
+const HEALTH_STATUSES: readonly HealthStatus[] = ['ok', 'lame-duck', 'unhealthy']
 
 /** What the master has done, and its listening sockets. */
 function masterFamilies(out: string[], stats: MasterStats): void {

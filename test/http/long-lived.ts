@@ -453,3 +453,31 @@ t.test('an upgrade passed on from one watched server to another is tracked once'
   s.longLived.drain(s.responses, 20, Date.now() + 10000)
   t.equal((await client.closed).code, 1001, 'one close frame: the client sees a clean 1001')
 })
+
+t.test('a response that begins during the drain: an event stream is ended within the window, anything else is left alone', async (t) => {
+  let held: ServerResponse | undefined
+  const s = await serve(t, (req, res) => {
+    s.longLived.late(res)
+    if (req.url === '/events') {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.write('data: late\n\n')
+      return
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    res.write('part 1\n')
+    held = res
+  })
+  const before = fetchText(s.port, '/plain-before')
+  await waitFor(() => held !== undefined, 'a response before the drain')
+  held = undefined
+  s.longLived.drain(s.responses, 200, Date.now() + 10000)
+  t.same(await fetchText(s.port, '/events'), { body: 'data: late\n\n', how: 'end' }, 'the late stream is ended')
+  const plain = fetchText(s.port, '/plain')
+  await waitFor(() => held !== undefined, 'a plain response during the drain')
+  await sleep(300)
+  t.equal(s.responses.size, 2, 'the plain ones are still in flight after the window')
+  held!.end('part 2\n')
+  t.same(await plain, { body: 'part 1\npart 2\n', how: 'end' })
+  for (const res of s.responses) res.end('part 2\n')
+  t.same(await before, { body: 'part 1\npart 2\n', how: 'end' })
+})

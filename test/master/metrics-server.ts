@@ -57,6 +57,7 @@ t.test('TCP: GET and HEAD of /metrics and /, 404 elsewhere, 405 for other method
   t.equal(head.body, '', 'and sends none')
   const missing = await get({ port, path: '/other' })
   t.equal(missing.status, 404)
+  t.same(await get({ port, path: '/healthz' }).then((r) => [r.status, r.body]), [200, 'ok\n'], "health checks on the metrics bind: the master's answer")
   const post = await send(port, 'POST', '/metrics')
   t.equal(post.status, 405)
   t.equal(post.headers.allow, 'GET, HEAD')
@@ -150,4 +151,9 @@ t.test('close() returns while a keep-alive scraper holds an idle connection', as
   await server.close()
   t.pass('close() returned')
   await t.rejects(get({ port, path: '/metrics' }), { code: 'ECONNREFUSED' }, 'nothing listens any more')
+})
+
+t.test('/healthz on the metrics bind: 503 with the status when it is not ok', async (t) => {
+  const { port } = await open(t, '127.0.0.1:0', () => masterStats({ health: 'lame-duck' }))
+  t.same(await get({ port, path: '/healthz' }).then((r) => [r.status, r.body]), [503, 'lame-duck\n'])
 })

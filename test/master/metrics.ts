@@ -78,6 +78,7 @@ t.test('every family has HELP and TYPE, with the names and types the README list
     sdserve_generation: 'gauge',
     sdserve_workers: 'gauge',
     sdserve_workers_target: 'gauge',
+    sdserve_health: 'gauge',
     sdserve_master_start_time_seconds: 'gauge',
     sdserve_boot_duration_seconds: 'gauge',
     sdserve_listen_queue_length: 'gauge',
@@ -116,6 +117,10 @@ t.test('the samples: per worker and status class, gauges, exits, outcomes, the m
   t.equal(s.get('sdserve_workers{state="booting"}'), 0)
   t.equal(s.get('sdserve_workers{state="retiring"}'), 0)
   t.equal(s.get('sdserve_workers_target'), 2)
+  t.same(
+    ['ok', 'lame-duck', 'unhealthy'].map((status) => s.get(`sdserve_health{status="${status}"}`)),
+    [1, 0, 0],
+  )
   t.equal(s.get('sdserve_master_start_time_seconds'), 1_700_000_000)
   t.equal(s.get('sdserve_boot_duration_seconds'), 0.25)
   t.equal(s.get('sdserve_listen_queue_length{socket="127.0.0.1:8000"}'), 4)
