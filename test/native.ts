@@ -31,6 +31,7 @@ import {
   socketPair,
 } from '../lib/native.js'
 import { fixture, freePort, get, root, shortTmp, spawnTracked, waitForOutput } from './helpers/proc.js'
+import { passwdIds } from './helpers/users.js'
 
 const errno = osConstants.errno
 
@@ -826,14 +827,6 @@ function accepted(t: Test, server: Server): Promise<Socket> {
 /** uid and gid of a user from /etc/passwd, or null. */
 const isRoot = process.getuid?.() === 0
 
-function passwdIds(user: string): { uid: number; gid: number } | null {
-  const line = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${user}:`))
-  if (line === undefined) return null
-  const [, , uid, gid] = line.split(':')
-  return { uid: Number(uid), gid: Number(gid) }
-}
 
 t.test('peerCredentials', async (t) => {
   const self = { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() }

@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
-import { cli, combineLoads, describeLoad, freePort, get, getWhenUp, root, shortTmp, socketActivate, spawnTracked, sleep, startMixedLoad, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
+import { cli, combineLoads, isAlive, describeLoad, freePort, get, getWhenUp, root, shortTmp, socketActivate, spawnTracked, sleep, startMixedLoad, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
 import { startReceiver } from './helpers/notify-receiver.js'
 import { needs } from './helpers/needs.js'
 import { awaitSuccessor, promote, upgradeOrigin, UPGRADE_ENV } from '../lib/upgrade.js'
@@ -21,14 +21,6 @@ interface Running {
   setVersion(v: string): void
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** sdserve on a TCP port and a UNIX socket, with a pid file; the teardown also stops whichever master holds the pid file then. */
 async function start(t: Test, args: string[] = [], env: Record<string, string> = {}): Promise<Running> {

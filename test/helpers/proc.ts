@@ -281,3 +281,13 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, what: stri
   }
   throw new Error(`timed out waiting for ${what}`)
 }
+
+/** Whether a process exists (signal 0). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -13,6 +13,7 @@ import { Logger } from '../../lib/logger.js'
 import { listenUnix } from '../../lib/native.js'
 import { FakeMaster, lineClient, worker } from '../helpers/control.js'
 import { shortTmp, spawnTracked, waitFor, waitForOutput } from '../helpers/proc.js'
+import { passwdIds } from '../helpers/users.js'
 
 async function open(t: Test, options: { path?: string; master?: FakeMaster } = {}) {
   const path = options.path ?? join(shortTmp(t), 'ctl.sock')
@@ -342,15 +343,6 @@ t.test('close() removes the file only while it is ours', async (t) => {
   t.notOk(existsSync(gone.path))
 })
 
-/** uid and gid of a user from /etc/passwd, or null. */
-function passwdIds(user: string): { uid: number; gid: number } | null {
-  const line = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${user}:`))
-  if (line === undefined) return null
-  const [, , uid, gid] = line.split(':')
-  return { uid: Number(uid), gid: Number(gid) }
-}
 
 const nobody = passwdIds('nobody')
 const skipPeer = nobody === null ? 'no user "nobody" on this system' : process.getuid?.() !== 0 ? 'needs root to run a client as nobody' : false

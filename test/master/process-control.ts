@@ -6,7 +6,7 @@
 import t, { type Test } from 'tap'
 import { existsSync, lstatSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { cli, get, shortTmp, sleep, spawnTracked, waitFor } from '../helpers/proc.js'
+import { cli, get, isAlive, shortTmp, sleep, spawnTracked, waitFor } from '../helpers/proc.js'
 import { parse, ready, start, type Server } from '../helpers/master-process.js'
 
 /** The environment without any control socket setting of the test's own. */
@@ -147,14 +147,6 @@ t.test('--control-socket none: nothing is created', async (t) => {
   t.equal(await s.child.exited, 0)
 })
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 t.test('upgrade: answered with the new master, which then answers on the same socket', async (t) => {
   const dir = shortTmp(t)
