@@ -256,7 +256,7 @@ export class Worker {
   /** The one request listener of every server: count, refuse what breaks the limits, then the app. */
   private listener(app: Listener, limits: RequestLimits, allow: AllowList, strip: boolean): Listener {
     return (req, res) => {
-      if (this.health !== undefined && isPath(req.url, this.health.path)) return this.answerHealth(req, res)
+      if (this.health !== undefined && isPath(req.url, this.health.path)) return this.answerHealth(req, res, this.health)
       this.requests++
       this.counters.start(res)
       if (this.draining) this.longLived.late(res)
@@ -283,9 +283,9 @@ export class Worker {
   }
 
   /** A health check: answered here, never by the app; not counted, and not logged unless asked. */
-  private answerHealth(req: IncomingMessage, res: ServerResponse): void {
-    const status = this.draining ? 'draining' : (this.health?.status ?? 'ok')
-    if (this.health?.log === true) this.accessLog?.track(req, res, clientAddress)
+  private answerHealth(req: IncomingMessage, res: ServerResponse, health: NonNullable<BootMessage['health']>): void {
+    const status = this.draining ? 'draining' : health.status
+    if (health.log) this.accessLog?.track(req, res, clientAddress)
     if (this.draining) res.shouldKeepAlive = false
     res.writeHead(status === 'ok' ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
     res.end(`${status}\n`)

@@ -659,3 +659,9 @@ t.test('--workers auto is the CPU-based default, and the start log says where a 
   t.match(workersText(DEFAULTS.workers), new RegExp(`^${DEFAULTS.workers} workers: one per CPU core`))
   t.equal(workersText(DEFAULTS.workers + 1), `${DEFAULTS.workers + 1} workers`)
 })
+
+t.test('health and lame-duck options', async (t) => {
+  t.match(validateOptions({ healthPath: '/healthz', lameDuck: '5', logHealthChecks: 'true' }, ORIGIN_COMMAND_LINE), { healthPath: '/healthz', lameDuck: 5, logHealthChecks: true })
+  for (const bad of ['healthz', '/health check', '/h?x=1', '/h#x', 3])
+    t.throws(() => validateOptions({ healthPath: bad }, ORIGIN_COMMAND_LINE), { message: /^--health-path must be a URL path starting with \/, without a query: \/healthz, got / }, String(bad))
+})

@@ -139,7 +139,7 @@ t.test('no --bind and only stored sockets: the default bind, as when they were s
     APP_VERSION_FILE: versionFile,
   })
   t.match((await get({ port })).body, /^v1 /)
-  await waitForOutput(sa, /listening on 127\.0\.0\.1:8000\n/)
+  await waitForOutput(sa, /listening on 127\.0\.0\.1:8000;/)
   sa.kill('SIGTERM')
   t.equal(await sa.exited, 0)
 })

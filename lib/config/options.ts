@@ -80,7 +80,8 @@ const WORKERS_TEXT = perCoreText(PER_CORE, QUOTA)
 
 /** How a worker count is explained in the master's first log line: where the default came from. */
 export function workersText(workers: number): string {
-  return workers === PER_CORE ? WORKERS_TEXT.replace(/^\d+, /, `${workers} workers: `) : `${workers} workers`
+  const counted = `${workers} worker${workers === 1 ? '' : 's'}`
+  return workers === PER_CORE ? WORKERS_TEXT.replace(/^\d+, /, `${counted}: `) : counted
 }
 const SECONDS = `a number of seconds from 0 to ${MAX_SECONDS}`
 const ALLOW_LOCAL = '127.0.0.1,::1,unix'

@@ -18,7 +18,7 @@ function jitter(max: number): number {
 export function bootMessage(
   config: Config,
   timings: Timings,
-  worker: { id: number; generation: number; listeners: ListenerInfo[]; logLevel: LogLevel; health?: HealthStatus },
+  worker: { id: number; generation: number; listeners: ListenerInfo[]; logLevel: LogLevel; health: HealthStatus },
 ): BootMessage {
   return {
     cmd: CMD,
@@ -44,7 +44,7 @@ export function bootMessage(
     },
     accessLog: config.accessLogfile === undefined ? undefined : { file: config.accessLogfile, format: config.accessLogformat },
     errorLog: { file: config.errorLogfile, level: worker.logLevel, format: config.logFormat },
-    health: config.healthPath === undefined ? undefined : { path: config.healthPath, log: config.logHealthChecks, status: worker.health ?? 'unhealthy' },
+    health: config.healthPath === undefined ? undefined : { path: config.healthPath, log: config.logHealthChecks, status: worker.health },
     proxy: {
       forwardedAllowIps: config.forwardedAllowIps,
       strip: config.untrustedForwarded === 'strip',

@@ -40,8 +40,9 @@ export function addReport(into: SlotTotals, report: WorkerReport): SlotTotals {
 }
 
 function addTotals(into: SlotTotals, t: Pick<RequestTotals, 'responses' | 'buckets' | 'seconds'>): void {
-  t.responses.forEach((n, i) => (into.responses[i] = (into.responses[i] ?? 0) + n))
-  t.buckets.forEach((n, i) => (into.buckets[i] = (into.buckets[i] ?? 0) + n))
+  // Every totals has the same classes and buckets (emptyTotals, RequestCounters).
+  t.responses.forEach((n, i) => (into.responses[i] = (into.responses[i] as number) + n))
+  t.buckets.forEach((n, i) => (into.buckets[i] = (into.buckets[i] as number) + n))
   into.seconds += t.seconds
 }
 
@@ -58,7 +59,7 @@ export class Ledger {
 
   /** A worker of slot id exited for reason, with its last report (none if it never sent one). */
   record(id: number, reason: ExitReason, report: WorkerReport | undefined): void {
-    this.exits.set(reason, (this.exits.get(reason) ?? 0) + 1)
+    this.exits.set(reason, (this.exits.get(reason) as number) + 1) // every reason starts at 0
     if (report !== undefined) addReport(this.base(id), report)
     if (reason === 'stop') return
     const r = this.restarts(id)

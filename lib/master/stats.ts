@@ -8,7 +8,7 @@ import type { EventEmitter } from 'node:events'
 import { version } from '../version.js'
 import type { MasterEvents } from './events.js'
 import type { Generations, WorkerStats } from './generations.js'
-import { addReport, EXIT_REASONS, type ExitReason, type SlotRestarts, type SlotTotals } from './ledger.js'
+import { addReport, type ExitReason, type SlotRestarts, type SlotTotals } from './ledger.js'
 import type { HealthStatus } from './health.js'
 import type { Phase } from './phase.js'
 
@@ -122,7 +122,7 @@ export function masterStats(s: StatsSources): MasterStats {
       return { ...w, restarts: r.restarts, lastExit: r.last }
     }),
     slots,
-    exits: Object.fromEntries(EXIT_REASONS.map((r) => [r, ledger.exits.get(r) ?? 0])) as Record<ExitReason, number>,
+    exits: Object.fromEntries(ledger.exits) as Record<ExitReason, number>,
     reloads: { ...record.reloads },
     upgrades: { ...record.upgrades },
     sockets: s.sockets,

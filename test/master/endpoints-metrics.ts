@@ -87,3 +87,13 @@ t.test('a takeover that fails otherwise than EADDRINUSE gives up at once with an
   t.match(lines.join(''), /cannot open the control socket or metrics after the upgrade: listen E/)
   await endpoints.close()
 })
+
+t.test('closed while the takeover binds metrics: the metrics server does not stay open', async (t) => {
+  const port = await freePort()
+  const s = setup(t, { controlSocket: 'none', metricsBind: `127.0.0.1:${port}` })
+  const e = await Endpoints.open(s.config, s.master, s.log, true)
+  s.master.emit('ready', { generation: 1, workers: 2 })
+  await e.close() // while MetricsServer.open() is still listening
+  await sleep(50)
+  await t.rejects(get({ port, path: '/metrics' }), { code: 'ECONNREFUSED' })
+})

@@ -20,7 +20,7 @@ function make(options: { workers?: number; slots?: boolean; timeout?: number; ma
   const g = new Generations({
     spawn: (id, generation, hooks) => {
       const child = rt.spawn() as unknown as FakeChild
-      const w = new WorkerHandle(child as never, bootMessage(config, timingsOf(config), { id, generation, listeners: [], logLevel: 'info' }), 5000, hooks, log, rt)
+      const w = new WorkerHandle(child as never, bootMessage(config, timingsOf(config), { id, generation, listeners: [], logLevel: 'info', health: 'ok' }), 5000, hooks, log, rt)
       children.set(w.pid, child)
       return w
     },

@@ -139,8 +139,9 @@ t.test('health: the workers hear each change; a stop with --lame-duck answers 50
   t.equal(await cut, 0)
 })
 
-t.test('scaleTo (sdserve ctl scale): refused once stopping', async (t) => {
+t.test('scaleTo (sdserve ctl scale): the count it has already is done; refused once stopping', async (t) => {
   const { master } = make()
+  t.equal(master.scaleTo(2), true, 'already 2: nothing to do')
   const stopped = master.stop()
   t.equal(master.scaleTo(3), false, 'refused')
   t.equal(master.stats().target, 2, 'the target is unchanged')

@@ -297,7 +297,7 @@ t.test('systemd sockets that are not listening stream sockets are refused; syste
 
 t.test('no --bind and no LISTEN_FDS: 127.0.0.1:8000; a bind that fails is one clear line, exit 1', async (t) => {
   const child = spawnTracked(t, process.execPath, [cli, '-w', '1', app])
-  const m = await waitForOutput(child, /listening on (\S+)|startup failed: (.*)/)
+  const m = await waitForOutput(child, /listening on ([^\s;]+)|startup failed: (.*)/)
   if (m[1] !== undefined) {
     t.equal(m[1], '127.0.0.1:8000')
     child.kill('SIGTERM')

@@ -105,3 +105,15 @@ t.test('acceptQueues: a socket whose queue cannot be read is listed without one'
   closeSync(a)
   closeSync(b)
 })
+
+t.test('stats: reuse-port slot sockets are listed with their slot', async (t) => {
+  const m = make({ workers: 2, balance: 'reuse-port' })
+  await m.serve()
+  const texts = m.master.stats().sockets.map((x) => x.text)
+  t.equal(texts.length, 2)
+  t.match(texts[1], /^127\.0\.0\.1:\d+ \(slot 2\)$/)
+  t.match(m.master.stats().sockets[1], { queued: 0 })
+  const stopped = m.master.stop()
+  await m.exitStopped()
+  t.equal(await stopped, 0)
+})

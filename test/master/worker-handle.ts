@@ -23,7 +23,7 @@ function make(options: { spawned?: boolean } = {}) {
     exit: (_, code, signal) => events.push(`exit ${code} ${signal}`),
   }
   const child = rt.spawn() as unknown as FakeChild
-  const boot = bootMessage(config, timingsOf(config), { id: 2, generation: 3, listeners: [], logLevel: 'info' })
+  const boot = bootMessage(config, timingsOf(config), { id: 2, generation: 3, listeners: [], logLevel: 'info', health: 'ok' })
   const w = new WorkerHandle(child as never, boot, 5000, hooks, log, rt)
   return { rt, lines, events, child, w }
 }
