@@ -63,6 +63,22 @@ t.test('a stop in the same tick as the last worker of a reload listens: the relo
   t.equal(m.master.config.workers, 2, 'the config before the reload is back')
 })
 
+t.test('a stop in the same tick as the last worker of the start listens: no READY, no generation promoted', async (t) => {
+  const m = make()
+  const events: string[] = []
+  m.master.on('ready', () => events.push('ready'))
+  const started = m.master.start()
+  await settle()
+  m.listen()
+  const stopped = m.master.stop(true)
+  await m.exitStopped()
+  await started
+  t.equal(await stopped, 0)
+  t.same(events, [], 'never ready')
+  t.equal(m.master.stats().generation, 0, 'nothing was promoted')
+  t.match(m.log(), /stopped\n$/)
+})
+
 t.test('--boot-timeout is a worker boot deadline of its own', async (t) => {
   t.equal(timingsOf({ ...DEFAULTS, bootTimeout: 0.5 }).bootMs, 500)
   t.equal(timingsOf({ ...DEFAULTS, timeout: 1 }).bootMs, 10000, 'unset: --timeout, at least 10 s')
