@@ -230,11 +230,15 @@ export class ControlServer {
     return { ok: false, command: 'upgrade', error: error ?? `refused: the master is ${this.master.stats().phase}` }
   }
 
-  /** Stop serving: answer whoever waits for the stop, close every connection, remove the file if ours. */
-  async close(): Promise<void> {
+  /**
+   * Stop serving: answer whoever waits for the stop, close every connection,
+   * remove the file if ours. handedOver: a binary upgrade's new master owns
+   * the path now (it may be binding it this very moment), so the file is left alone.
+   */
+  async close(handedOver = false): Promise<void> {
     // While our socket is still bound its inode cannot be reused: a file with the same inode is ours.
     try {
-      if (statSync(this.path).ino === this.inode) unlinkSync(this.path)
+      if (!handedOver && statSync(this.path).ino === this.inode) unlinkSync(this.path)
     } catch {
       // Gone already (removed by hand, or by a new master that replaced it).
     }

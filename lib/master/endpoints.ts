@@ -32,7 +32,7 @@ export class Endpoints {
     private readonly log: Logger,
   ) {
     // After this turn: the `ctl upgrade` that asked for it gets its answer first.
-    master.once('upgraded', () => setImmediate(() => void this.close()))
+    master.once('upgraded', () => setImmediate(() => void this.close(true)))
   }
 
   /** Open them now; upgrade: this master is a binary upgrade's new one, so not until it is promoted. */
@@ -83,11 +83,12 @@ export class Endpoints {
     }
   }
 
-  async close(): Promise<void> {
+  /** handedOver: a binary upgrade's new master takes the addresses over; the socket file is its own now. */
+  async close(handedOver = false): Promise<void> {
     this.closed = true
     const { control, metrics } = this
     this.control = undefined
     this.metrics = undefined
-    await Promise.all([control?.close(), metrics?.close()])
+    await Promise.all([control?.close(handedOver), metrics?.close()])
   }
 }
