@@ -5,7 +5,8 @@
  *   fd://N                     a listening socket already open as fd N
  *   systemd:NAME               the inherited socket named NAME in LISTEN_FDNAMES
  */
-import { isIP, Socket } from 'node:net'
+import { Socket } from 'node:net'
+import { ipFamily } from './ip.js'
 import { lstatSync, unlinkSync } from 'node:fs'
 import { ConfigError } from './errors.js'
 import { isValidFdName, SUN_PATH_MAX } from './limits.js'
@@ -56,7 +57,7 @@ export function parseBind(text: unknown, option = 'bind'): BindSpec {
   if (v6 !== null) {
     host = v6[1] as string
     portText = v6[2] as string
-    if (isIP(host) !== 6) throw new ConfigError(option, text, '[IPV6]:PORT with a numeric IPv6 address')
+    if (ipFamily(host) !== 6) throw new ConfigError(option, text, '[IPV6]:PORT with a numeric IPv6 address')
   } else {
     const colon = spec.lastIndexOf(':')
     if (colon < 0) throw new ConfigError(option, text, 'HOST:PORT, [IPV6]:PORT, unix:/PATH, fd://N or systemd:NAME')
@@ -64,11 +65,11 @@ export function parseBind(text: unknown, option = 'bind'): BindSpec {
     portText = spec.slice(colon + 1)
     if (host === '' || host === '*' || host === '0.0.0.0') host = '0.0.0.0'
     else if (host === 'localhost') host = '127.0.0.1'
-    else if (isIP(host) !== 4)
+    else if (ipFamily(host) !== 4)
       throw new ConfigError(option, text, 'HOST:PORT with a numeric IPv4 address, localhost or *, or [IPV6]:PORT')
   }
   const port = parsePort(option, text, portText)
-  const family = isIP(host) === 6 ? 6 : 4
+  const family = ipFamily(host) === 6 ? 6 : 4
   return { kind: 'tcp', host, port, family, text: family === 6 ? `[${host}]:${port}` : `${host}:${port}` }
 }
 

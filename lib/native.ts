@@ -3,7 +3,7 @@
  * into node-style system errors, and gives socket descriptions a typed shape.
  */
 import { createRequire } from 'node:module'
-import { isIP } from 'node:net'
+import { ipFamily } from './ip.js'
 import { fileURLToPath } from 'node:url'
 import { InvalidArgumentError, NativeLoadError, systemError } from './errors.js'
 import { SUN_PATH_MAX } from './limits.js'
@@ -131,7 +131,7 @@ function checkBacklog(backlog: unknown): number {
  * handed to workers. Returns the fd.
  */
 export function listenTcp({ host, port, backlog = 511, ipv6Only = false, reusePort = false }: TcpListenOptions): number {
-  const family = isIP(host)
+  const family = ipFamily(host)
   if (family === 0) throw new InvalidArgumentError('host', host, 'a numeric IPv4 or IPv6 address')
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new InvalidArgumentError('port', port, 'an integer from 0 to 65535')

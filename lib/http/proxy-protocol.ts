@@ -3,7 +3,8 @@
  * proxy-protocol.txt specifies it: a header a load balancer sends first on
  * each connection to say whom the connection is really from.
  */
-import { isIP, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
+import { ipFamily } from '../ip.js'
 
 /** A malformed, missing or late PROXY protocol header. */
 export class ProxyProtocolError extends Error {
@@ -97,7 +98,7 @@ function checkV1Fields(fields: string[], complete: boolean): void {
         ? family === 4
           ? /^[\d.]{0,15}$/.test(field)
           : /^[\dA-Fa-f:.]{0,45}$/.test(field)
-        : isIP(field) === family
+        : ipFamily(field) === family
       if (!ok) throw v1Error(`${JSON.stringify(field)} is not an IPv${family} address`)
     } else if (i === 4 || i === 5) {
       if (last ? !(field === '' || validPort(field)) : !validPort(field))

@@ -8,9 +8,10 @@
  *
  * Addresses are matched with node:net's BlockList (CIDR for both families,
  * IPv4-mapped IPv6 peers against IPv4 entries); the only address parsing here
- * is net.isIP().
+ * is ipFamily() (lib/ip.ts, net.isIP without its cost).
  */
-import { BlockList, isIP, Socket } from 'node:net'
+import { BlockList, Socket } from 'node:net'
+import { ipFamily } from '../ip.js'
 import type { IncomingMessage } from 'node:http'
 import { ConfigError } from '../errors.js'
 
@@ -84,7 +85,7 @@ export class AllowList {
     // cached, in a map that is emptied when it holds ALLOW_CACHE_MAX addresses.
     let verdict = this.cache.get(peer.address)
     if (verdict === undefined) {
-      const family = isIP(peer.address)
+      const family = ipFamily(peer.address)
       verdict = family !== 0 && this.list.check(peer.address, family === 4 ? 'ipv4' : 'ipv6')
       if (this.cache.size >= ALLOW_CACHE_MAX) this.cache.clear()
       this.cache.set(peer.address, verdict)
@@ -104,14 +105,14 @@ function addEntry(list: BlockList, entry: string, option: string): void {
   if (entry.includes('%')) throw bad()
   const slash = entry.indexOf('/')
   if (slash === -1) {
-    const family = isIP(entry)
+    const family = ipFamily(entry)
     if (family === 0) throw bad()
     list.addAddress(entry, family === 4 ? 'ipv4' : 'ipv6')
     return
   }
   const address = entry.slice(0, slash)
   const prefix = entry.slice(slash + 1)
-  const family = isIP(address)
+  const family = ipFamily(address)
   if (family === 0 || !/^\d{1,3}$/.test(prefix)) throw bad()
   const bits = Number(prefix)
   if (bits > (family === 4 ? 32 : 128))
@@ -169,7 +170,7 @@ function peerText(peer: Peer | undefined): string {
 
 /** `::ffff:1.2.3.4` -> `1.2.3.4`; anything else unchanged. */
 function unmap(address: string): string {
-  if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:' && isIP(address.slice(7)) === 4)
+  if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:' && ipFamily(address.slice(7)) === 4)
     return address.slice(7)
   return address
 }
@@ -181,11 +182,11 @@ function header(req: IncomingMessage, name: string): string | undefined {
 
 /** An X-Forwarded-For entry: an IP, optionally with a port (1.2.3.4:80, [::1]:80). */
 function xffAddress(entry: string): string | undefined {
-  if (isIP(entry) !== 0) return entry
+  if (ipFamily(entry) !== 0) return entry
   const v6 = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(entry)
-  if (v6 !== null) return isIP(v6[1]!) === 6 ? v6[1] : undefined
+  if (v6 !== null) return ipFamily(v6[1]!) === 6 ? v6[1] : undefined
   const v4 = /^([\d.]+):\d{1,5}$/.exec(entry)
-  if (v4 !== null && isIP(v4[1]!) === 4) return v4[1]
+  if (v4 !== null && ipFamily(v4[1]!) === 4) return v4[1]
   return undefined
 }
 
@@ -286,8 +287,8 @@ function forwardedNode(value: string): { ip: string } | { text: string } | undef
       if (!rest.startsWith(':')) return undefined
       port = rest.slice(1)
     }
-    if (isIP(name) !== 6) return undefined
-  } else if (isIP(value) === 6) {
+    if (ipFamily(name) !== 6) return undefined
+  } else if (ipFamily(value) === 6) {
     // Not RFC 7239 (which brackets IPv6), but unambiguous.
     return { ip: value }
   } else {
@@ -298,7 +299,7 @@ function forwardedNode(value: string): { ip: string } | { text: string } | undef
     }
   }
   if (port !== undefined && !/^\d{1,5}$/.test(port) && !OBF.test(port)) return undefined
-  if (isIP(name) !== 0) return { ip: name }
+  if (ipFamily(name) !== 0) return { ip: name }
   if (name.toLowerCase() === 'unknown' || OBF.test(name)) return { text: name }
   return undefined
 }
