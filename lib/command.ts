@@ -1,14 +1,12 @@
-#!/usr/bin/env node
 /**
  * The `sdserve` command: parse the configuration, then print help, the
- * version or the configuration, or run the master.
+ * version or the configuration, or run the master. lib/cli.ts is the
+ * program that runs it.
  *
  * Exit codes (ExitCode): 0 done, 1 an unexpected error, 2 bad configuration
  * or usage (nothing was started), 3 a worker failed to boot, 4 the app
  * failed to load.
  */
-import { existsSync, realpathSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import {
   ACTION_FLAGS,
   CONFIG_FILE_NAMES,
@@ -154,13 +152,11 @@ async function run(argv: string[], env: NodeJS.ProcessEnv, io: CliIo, held: Held
   }
 }
 
-/** Whether this module is the program node was started with (not imported). */
-function isEntryPoint(): boolean {
-  const entry = process.argv[1]
-  return entry !== undefined && existsSync(entry) && realpathSync(entry) === fileURLToPath(import.meta.url)
-}
-
-if (isEntryPoint()) {
+/**
+ * Run the command as the program: process.argv, and an exit code that waits
+ * for output still being written.
+ */
+export function runAsProgram(): void {
   // Not a top-level await: should main() ever be left waiting on nothing, Node would exit 13
   // with a warning about an unsettled await, and systemd would call the stop a failure.
   // No process.exit() either: it could cut off output still being written to a pipe.

@@ -16,6 +16,7 @@ import { beginDrain, type DrainReason } from './drain.js'
 import type { HealthStatus } from './master/health.js'
 import { AllowList, clientAddress, PROXIED, resolveClient, socketPeer } from './http/proxy.js'
 import { ExitCode } from './errors.js'
+import { flushCompileCache } from './compile-cache.js'
 import { listenOn } from './listen-on.js'
 import { LogFile } from './log-file.js'
 import { Logger, openErrorLog } from './logger.js'
@@ -251,6 +252,8 @@ export class Worker {
     this.heartbeat.unref()
     this.loopDelay.enable()
     send({ cmd: CMD, act: 'listening', description: target.description })
+    // The next generation boots while this one serves: it finds the app's modules compiled.
+    flushCompileCache()
   }
 
   /** The one request listener of every server: count, refuse what breaks the limits, then the app. */

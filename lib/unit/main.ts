@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { CliIo } from '../cli.js'
+import type { CliIo } from '../command.js'
 import { parseAppSpec } from '../app.js'
 import { parseBind, type BindSpec } from '../binds.js'
 import { DEFAULTS, MAX_SECONDS, MAX_WORKERS } from '../config/options.js'

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { main } from '../../lib/cli.js'
+import { main } from '../../lib/command.js'
 import { COMMANDS } from '../../lib/control-protocol.js'
 import { ctlMain, ctlUsage } from '../../lib/ctl/main.js'
 import { renderStatus } from '../../lib/ctl/render.js'

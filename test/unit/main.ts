@@ -1,7 +1,7 @@
 import t from 'tap'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { main } from '../../lib/cli.js'
+import { main } from '../../lib/command.js'
 import { unitMain, unitUsage } from '../../lib/unit/main.js'
 import { parseSystemctlVersion, runningSystemdVersion } from '../../lib/unit/systemd-version.js'
 import { shortTmp } from '../helpers/proc.js'
