@@ -181,6 +181,18 @@ export const OPTION_TABLE = {
     validate: seconds(MAX_SECONDS, SECONDS),
   }),
   /**
+   * How much lower the priority (nice) of a worker that boots while others
+   * serve is, until it listens: its start takes idle CPU before the serving
+   * workers' (lib/master/boot-priority.ts). 0: none.
+   */
+  bootNice: option({
+    flag: 'boot-nice',
+    meta: 'N',
+    help: 'boot workers of a reload or a replacement at this much lower priority (nice) until they listen, 0 to 19; 0: none',
+    default: 10,
+    validate: integer(0, 19, 'an integer from 0 to 19'),
+  }),
+  /**
    * Seconds a graceful stop (TERM) first spends in lame duck: the health
    * endpoint answers 503 so that load balancers take the host out, while
    * everything is still served; then the workers drain. 0: none.

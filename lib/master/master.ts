@@ -28,6 +28,7 @@ import { CMD } from '../protocol.js'
 import { promote, reportServing, upgradeOrigin } from '../upgrade.js'
 import { version } from '../version.js'
 import { BinaryUpgrade } from './binary-upgrade.js'
+import { BootPriority } from './boot-priority.js'
 import type { MasterEvents } from './events.js'
 import { Generations } from './generations.js'
 import { ask, rule, type Operation, type Phase, type Rule } from './phase.js'
@@ -65,6 +66,7 @@ export class Master extends EventEmitter<MasterEvents> {
   private readonly workers: Generations
   private readonly reporter: SystemdReporter
   private readonly upgrader: BinaryUpgrade
+  private readonly priority: BootPriority
   private readonly record: OperationsRecord
   private readonly signals: SignalHandlers | undefined
   private identity: { uid?: number; gid?: number } = {}
@@ -95,12 +97,18 @@ export class Master extends EventEmitter<MasterEvents> {
     this.reporter = new SystemdReporter(options.notifier ?? new Notifier(), this.log, () => this.snapshot(), () => this.workers.healthy()).listen(this)
     this.sockets = new SocketSet(this.log, this.reporter)
     this.upgrader = new BinaryUpgrade(this.log, this.rt)
+    this.priority = new BootPriority(this.log, this.rt.priority)
     this.record = new OperationsRecord(() => this.rt.now()).listen(this)
     this.workers = new Generations({
       spawn: (id, generation, hooks) => {
         const { config, timings, identity, log, rt } = this
         const sockets = this.sockets.forSlot(id, config.workers, config.backlog)
-        return spawnWorker({ id, generation, sockets, config, timings, identity, health: this.health, hooks, log, rt })
+        const worker = spawnWorker({ id, generation, sockets, config, timings, identity, health: this.health, hooks, log, rt })
+        // The first generation boots at full priority: no one serves yet.
+        this.priority.booting(worker.pid, this.phase !== 'starting', config.bootNice)
+        const booted = (): void => this.priority.booted(worker.pid)
+        worker.booted.then(booted, booted)
+        return worker
       },
       timings: () => this.timings,
       workers: () => this.config.workers,

@@ -1,12 +1,13 @@
 /**
  * The operating-system calls the master's parts make that a test needs to
- * control (tableflip's env.go): starting a process, the clock, timers, and
- * a process's memory.
+ * control (tableflip's env.go): starting a process, the clock, timers, a
+ * process's memory and its priority.
  * The parts take a Runtime; production passes SYSTEM, a test a fake whose
  * processes are EventEmitters and whose time moves when the test says.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { SYSTEM_PRIORITY, type PrioritySystem } from './boot-priority.js'
 
 export interface Timer {
   clear(): void
@@ -26,6 +27,8 @@ export interface Runtime {
   every(ms: number, fn: () => void): Timer
   /** A process's resident memory in bytes; undefined when it is gone. */
   rss(pid: number): number | undefined
+  /** Processes' priorities (nice), for boot scheduling; without it, boot scheduling is off. */
+  priority?: PrioritySystem
 }
 
 /** Bytes of VmRSS in the text of /proc/PID/status; undefined without one (a zombie, a kernel thread). */
@@ -56,6 +59,7 @@ export const SYSTEM: Runtime = {
     return { clear: () => clearInterval(t) }
   },
   rss: procRss,
+  priority: SYSTEM_PRIORITY,
 }
 
 /** A promise that resolves after ms on the runtime's clock; keepsAlive: see Runtime.after. */

@@ -16,6 +16,7 @@ interface Expected {
   bootTimeout: number | undefined
   gracefulTimeout: number
   drainWindow: number | undefined
+  bootNice: number
   lameDuck: number
   keepAlive: number
   maxRequests: number

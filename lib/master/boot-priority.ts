@@ -1,0 +1,107 @@
+/**
+ * Boot scheduling (--boot-nice): a worker that boots while others serve (a
+ * reload, a replacement, a scale-up) runs at a lower priority until it
+ * listens. Its start (Node's own, compiling the app, a warm-up) costs tens
+ * of milliseconds of CPU; at a lower priority that CPU comes from idle time
+ * before it comes from the workers serving requests, whose latency is what
+ * a reload must not hurt. The first generation boots at full priority: no
+ * one serves yet, and the start should be quick.
+ *
+ * The master lowers the worker's priority right after spawning it and
+ * raises it back when the worker listens. Raising it back needs root,
+ * CAP_SYS_NICE, or an RLIMIT_NICE that allows the master's own nice value
+ * (systemd: LimitNICE=+0); without those a worker could never come back,
+ * so boot scheduling stays off and the start says so at debug level.
+ */
+import { getPriority, setPriority } from 'node:os'
+import { readFileSync } from 'node:fs'
+import type { Logger } from '../logger.js'
+
+/** What is asked of the system (tests pass a fake). */
+export interface PrioritySystem {
+  getPriority(pid?: number): number
+  setPriority(pid: number, priority: number): void
+  /** Whether this process may set a priority as high as `nice`. */
+  mayRaiseTo(nice: number): boolean
+}
+
+const CAP_SYS_NICE = 23
+
+/** /proc/self/limits's "Max nice priority" soft limit, or 0 when it cannot be read. */
+export function niceLimit(limits: string): number {
+  const m = /^Max nice priority\s+(\d+|unlimited)/m.exec(limits)
+  if (m === null) return 0
+  return m[1] === 'unlimited' ? 40 : Number(m[1])
+}
+
+/** Whether /proc/self/status's effective capabilities hold CAP_SYS_NICE. */
+export function hasSysNice(status: string): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)/im.exec(status)
+  return m !== null && (BigInt(`0x${m[1]}`) & (1n << BigInt(CAP_SYS_NICE))) !== 0n
+}
+
+const read = (path: string): string => {
+  try {
+    return readFileSync(path, 'utf8')
+    /* c8 ignore next 3 -- /proc is always there on Linux */
+  } catch {
+    return ''
+  }
+}
+
+export const SYSTEM_PRIORITY: PrioritySystem = {
+  getPriority: (pid) => getPriority(pid),
+  setPriority: (pid, priority) => setPriority(pid, priority),
+  // RLIMIT_NICE n allows nice values down to 20 - n (setpriority(2)).
+  mayRaiseTo: (nice) =>
+    process.geteuid?.() === 0 || niceLimit(read('/proc/self/limits')) >= 20 - nice || hasSysNice(read('/proc/self/status')),
+}
+
+export class BootPriority {
+  /** The master's own nice value: what a worker comes back to. */
+  private readonly base: number
+  /** Whether a worker could come back to it; undefined: not known yet. */
+  private allowed: boolean | undefined
+  /** Workers lowered and not yet raised back. */
+  private readonly lowered = new Set<number>()
+
+  constructor(
+    private readonly log: Logger,
+    private readonly sys: PrioritySystem | undefined,
+  ) {
+    this.base = sys?.getPriority() ?? 0
+  }
+
+  /** A worker was just spawned: while others serve, it boots `nice` lower (--boot-nice). */
+  booting(pid: number, othersServe: boolean, nice: number): void {
+    if (nice === 0 || !othersServe || pid === 0 || this.sys === undefined) return
+    if (this.allowed === undefined) {
+      this.allowed = this.sys.mayRaiseTo(this.base)
+      if (!this.allowed)
+        this.log.debug(
+          `boot scheduling is off: a worker at a lower priority could not come back to nice ${this.base} ` +
+            '(root, CAP_SYS_NICE or LimitNICE=+0 would allow it)',
+        )
+    }
+    const lower = Math.min(19, this.base + nice)
+    if (this.allowed && lower > this.base && this.set(pid, lower)) this.lowered.add(pid)
+  }
+
+  /** The worker listens (or is gone): back to the master's priority. */
+  booted(pid: number): void {
+    if (!this.lowered.delete(pid)) return
+    this.set(pid, this.base)
+  }
+
+  private set(pid: number, nice: number): boolean {
+    try {
+      this.sys?.setPriority(pid, nice)
+      return true
+    } catch (err) {
+      // ESRCH: it is already gone; anything else is logged, and that worker keeps its priority.
+      if ((err as { info?: { code?: string } }).info?.code !== 'ESRCH')
+        this.log.warn(`cannot set the priority of worker pid ${pid} to nice ${nice}: ${(err as Error).message}`)
+      return false
+    }
+  }
+}

@@ -1,0 +1,113 @@
+import t from 'tap'
+import { BootPriority, hasSysNice, niceLimit, type PrioritySystem } from '../../lib/master/boot-priority.js'
+import { Logger } from '../../lib/logger.js'
+import { cli, get, root, shortTmp, spawnTracked, freePort, waitForOutput } from '../helpers/proc.js'
+import { join } from 'node:path'
+
+function capture(): { log: Logger; lines: string[] } {
+  const lines: string[] = []
+  return { log: new Logger({ level: 'debug', write: (s: string) => lines.push(s) }), lines }
+}
+
+function fakeSystem(base: number, mayRaise: boolean, fail?: (pid: number) => string | undefined): PrioritySystem & { set: [number, number][] } {
+  const sys = {
+    set: [] as [number, number][],
+    getPriority: () => base,
+    setPriority: (pid: number, nice: number) => {
+      const code = fail?.(pid)
+      if (code !== undefined) throw Object.assign(new Error(`uv_os_setpriority returned ${code}`), { info: { code } })
+      sys.set.push([pid, nice])
+    },
+    mayRaiseTo: () => mayRaise,
+  }
+  return sys
+}
+
+t.test('/proc parsing: RLIMIT_NICE and CAP_SYS_NICE', async (t) => {
+  t.equal(niceLimit('Max nice priority         0                    0                    \n'), 0)
+  t.equal(niceLimit('Max open files 1024 4096 files\nMax nice priority         20                   20\n'), 20)
+  t.equal(niceLimit('Max nice priority         unlimited            unlimited\n'), 40)
+  t.equal(niceLimit(''), 0)
+  t.equal(hasSysNice('Name:\tnode\nCapEff:\t000001ffffffffff\n'), true)
+  t.equal(hasSysNice('CapEff:\t0000000000800000\n'), true, 'bit 23 alone')
+  t.equal(hasSysNice('CapEff:\t0000000000000000\n'), false)
+  t.equal(hasSysNice(''), false)
+})
+
+t.test('a worker booting while others serve is lowered, then raised back when it listens', async (t) => {
+  const { log } = capture()
+  const sys = fakeSystem(0, true)
+  const p = new BootPriority(log, sys)
+  p.booting(101, false, 10) // the first generation
+  p.booting(102, true, 10)
+  p.booting(103, true, 0) // --boot-nice 0
+  p.booting(0, true, 10) // spawn failed: no pid
+  t.same(sys.set, [[102, 10]])
+  p.booted(101)
+  p.booted(102)
+  p.booted(102) // once only
+  t.same(sys.set, [[102, 10], [102, 0]])
+})
+
+t.test('from a niced master: relative to its nice, never past 19', async (t) => {
+  const sys = fakeSystem(15, true)
+  const p = new BootPriority(capture().log, sys)
+  p.booting(7, true, 10)
+  p.booted(7)
+  t.same(sys.set, [[7, 19], [7, 15]])
+  const top = fakeSystem(19, true)
+  new BootPriority(capture().log, top).booting(8, true, 10)
+  t.same(top.set, [], 'a master at 19 has no lower priority to give')
+})
+
+t.test('off when a worker could not come back, said once at debug', async (t) => {
+  const { log, lines } = capture()
+  const sys = fakeSystem(0, false)
+  const p = new BootPriority(log, sys)
+  p.booting(5, true, 10)
+  p.booting(6, true, 10)
+  p.booted(5)
+  t.same(sys.set, [])
+  t.equal(lines.filter((l) => /boot scheduling is off: .*could not come back to nice 0 .*LimitNICE=\+0/.test(l)).length, 1)
+  const none = new BootPriority(log, undefined)
+  none.booting(5, true, 10)
+  none.booted(5)
+})
+
+t.test('a worker already gone is no error; another failure is logged and leaves it be', async (t) => {
+  const { log, lines } = capture()
+  const sys = fakeSystem(0, true, (pid) => (pid === 1 ? 'ESRCH' : pid === 2 ? 'EPERM' : undefined))
+  const p = new BootPriority(log, sys)
+  p.booting(1, true, 10)
+  p.booting(2, true, 10)
+  p.booted(1)
+  p.booted(2)
+  t.same(sys.set, [])
+  t.equal(lines.length, 1)
+  t.match(lines[0], /cannot set the priority of worker pid 2 to nice 10: .*EPERM/)
+})
+
+t.test('the real command: a reload boots at nice 10, serves at 0; the first generation and --boot-nice 0 at 0', async (t) => {
+  const dir = shortTmp(t)
+  const app = join(root, 'test/fixtures/apps/nice-app.mjs')
+  const run = async (extra: string[]): Promise<{ atLoad: number; now: number }[]> => {
+    const port = await freePort()
+    const child = spawnTracked(t, process.execPath, [cli, '-w', '1', '-b', `127.0.0.1:${port}`, ...extra, app], { cwd: dir })
+    await waitForOutput(child, /generation 1\) serving/)
+    const seen = [JSON.parse((await get({ port })).body) as { atLoad: number; now: number }]
+    child.kill('SIGHUP')
+    await waitForOutput(child, /reloaded: generation 2 serving/)
+    seen.push(JSON.parse((await get({ port })).body) as { atLoad: number; now: number })
+    child.kill('SIGTERM')
+    t.equal(await child.exited, 0)
+    return seen.map(({ atLoad, now }) => ({ atLoad, now }))
+  }
+  t.same(await run([]), [
+    { atLoad: 0, now: 0 },
+    { atLoad: 10, now: 0 },
+  ])
+  t.same(await run(['--boot-nice', '0']), [
+    { atLoad: 0, now: 0 },
+    { atLoad: 0, now: 0 },
+  ])
+})
