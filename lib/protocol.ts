@@ -100,6 +100,8 @@ export type MasterMessage =
       errorLog: ErrorLogSettings
       /** --health-path: answered by the worker, with the master's view of the host; undefined: none. */
       health: { path: string; log: boolean; status: HealthStatus } | undefined
+      /** --warm-up: requests sent to the app before listening, `count` in all; undefined: none. */
+      warmUp: { requests: string[]; count: number } | undefined
     }
   | {
       cmd: typeof CMD

@@ -90,16 +90,7 @@ const HANDOVER_AT = Symbol('sdserve.handover-at')
  * request listeners. Either way each server has one 'request' listener, the
  * worker's, which checks the request before the app sees it.
  */
-function makeServers(target: AppTarget, count: number, limits: RequestLimits, onRequest: (app: Listener) => Listener): Server[] {
-  let app: Listener
-  if (target.kind === 'handler') app = target.handler
-  else {
-    const own = target.server.listeners('request') as Listener[]
-    target.server.removeAllListeners('request')
-    app = (req, res) => {
-      for (const l of own) l.call(target.server, req, res)
-    }
-  }
+function makeServers(target: AppTarget, app: Listener, count: number, limits: RequestLimits, onRequest: (app: Listener) => Listener): Server[] {
   const listener = onRequest(app)
   const servers: Server[] = []
   for (let i = 0; i < count; i++) {
@@ -125,6 +116,16 @@ function makeServers(target: AppTarget, count: number, limits: RequestLimits, on
     servers.push(server)
   }
   return servers
+}
+
+/** The app as one request listener: its handler, or its own server's request listeners (taken off it). */
+function appListener(target: AppTarget): Listener {
+  if (target.kind === 'handler') return target.handler
+  const own = target.server.listeners('request') as Listener[]
+  target.server.removeAllListeners('request')
+  return (req, res) => {
+    for (const l of own) l.call(target.server, req, res)
+  }
 }
 
 /** Why a request is refused, or undefined: 414 for a long request line, 431 for too many or too long fields. */
@@ -236,9 +237,16 @@ export class Worker {
       this.accessFile = LogFile.open(message.accessLog.file, 'stdout', ACCESS_LOG_BUFFER)
       this.accessLog = new AccessLog(this.accessFile, message.accessLog.format)
     }
-    this.servers = makeServers(target, message.listeners.length, message.limits, (app) =>
+    const app = appListener(target)
+    this.servers = makeServers(target, app, message.listeners.length, message.limits, (app) =>
       this.listener(app, message.limits, allow, message.proxy.strip),
     )
+    if (message.warmUp !== undefined) {
+      const { describeWarmUp, warmUp } = await import('./http/warm-up.js')
+      const r = await warmUp(app, message.warmUp)
+      const failed = r.failed > 0 || [...r.statuses.keys()].some((s) => s >= 500)
+      this.log[failed ? 'warn' : 'debug'](`warm-up: ${describeWarmUp(r)}`)
+    }
     const headerTimeoutMs = message.limits.headersTimeoutMs > 0 ? message.limits.headersTimeoutMs : 10000
     for (const [i, server] of this.servers.entries()) {
       this.longLived.watch(server)

@@ -665,3 +665,19 @@ t.test('health and lame-duck options', async (t) => {
   for (const bad of ['healthz', '/health check', '/h?x=1', '/h#x', 3])
     t.throws(() => validateOptions({ healthPath: bad }, ORIGIN_COMMAND_LINE), { message: /^--health-path must be a URL path starting with \/, without a query: \/healthz, got / }, String(bad))
 })
+
+t.test('start-up and reload options: --boot-nice, --warm-up, --warm-up-count', async (t) => {
+  t.match(validateOptions({ bootNice: '0', warmUp: ['/', 'POST /api/search?q=a'], warmUpCount: '50' }, ORIGIN_COMMAND_LINE), {
+    bootNice: 0,
+    warmUp: ['/', 'POST /api/search?q=a'],
+    warmUpCount: 50,
+  })
+  t.same(validateOptions({ warmUp: '/one' }, ORIGIN_COMMAND_LINE).warmUp, ['/one'], 'one request from a config file')
+  t.same(DEFAULTS.warmUp, [])
+  t.equal(DEFAULTS.bootNice, 10)
+  for (const bad of ['20', '-1', 'low'])
+    t.throws(() => validateOptions({ bootNice: bad }, ORIGIN_COMMAND_LINE), { message: /^--boot-nice must be an integer from 0 to 19, got / }, bad)
+  for (const bad of ['x', 'get /', 'GET  /', 'GET /a b', '/a\n', 3, [3], { path: '/' }])
+    t.throws(() => validateOptions({ warmUp: bad }, ORIGIN_COMMAND_LINE), { message: /^--warm-up must be a request as PATH or METHOD PATH/ }, JSON.stringify(bad))
+  t.throws(() => validateOptions({ warmUpCount: '0' }, ORIGIN_COMMAND_LINE), { message: /^--warm-up-count must be an integer from 1 to 100000/ })
+})

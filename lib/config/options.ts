@@ -73,6 +73,17 @@ const urlPath: Validator<string> = (value, name) => {
   return value
 }
 
+/** A warm-up request: `PATH` or `METHOD PATH` (GET /, POST /api/search?q=a), a path with a query allowed. */
+const warmUpRequests: Validator<string[]> = (value, name) => {
+  const list = typeof value === 'string' ? [value] : value
+  const expected = 'a request as PATH or METHOD PATH (GET /, HEAD /items?page=1), or an array of them'
+  if (!Array.isArray(list)) throw new ConfigError(name, value, expected)
+  return list.map((item: unknown) => {
+    if (typeof item !== 'string' || !/^(?:[A-Z]+ )?\/[^\s]*$/.test(item)) throw new ConfigError(name, item, expected)
+    return item
+  })
+}
+
 /** One worker per CPU core, within the cgroup's CPU quota and 1..MAX_WORKERS. */
 const QUOTA = cpuQuota()
 const PER_CORE = workersPerCore(MAX_WORKERS, QUOTA)
@@ -191,6 +202,28 @@ export const OPTION_TABLE = {
     help: 'boot workers of a reload or a replacement at this much lower priority (nice) until they listen, 0 to 19; 0: none',
     default: 10,
     validate: integer(0, 19, 'an integer from 0 to 19'),
+  }),
+  /**
+   * Requests each new worker sends to its own app before it listens, so
+   * that V8 has compiled the hot paths before clients come
+   * (lib/http/warm-up.ts). Empty: none.
+   */
+  warmUp: option({
+    flag: 'warm-up',
+    meta: 'REQUEST',
+    multiple: true,
+    help: 'before listening, a new worker sends its app this request (PATH or "METHOD PATH"); repeatable',
+    default: Object.freeze([]) as unknown as string[],
+    defaultText: 'none',
+    validate: warmUpRequests,
+  }),
+  /** How many warm-up requests a worker sends in all, taking the --warm-up requests in turn. */
+  warmUpCount: option({
+    flag: 'warm-up-count',
+    meta: 'N',
+    help: 'warm-up requests per worker in all, 1 to 100000, the --warm-up requests in turn',
+    default: 500,
+    validate: integer(1, 100000, 'an integer from 1 to 100000'),
   }),
   /**
    * Seconds a graceful stop (TERM) first spends in lame duck: the health

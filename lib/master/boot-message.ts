@@ -45,6 +45,7 @@ export function bootMessage(
     accessLog: config.accessLogfile === undefined ? undefined : { file: config.accessLogfile, format: config.accessLogformat },
     errorLog: { file: config.errorLogfile, level: worker.logLevel, format: config.logFormat },
     health: config.healthPath === undefined ? undefined : { path: config.healthPath, log: config.logHealthChecks, status: worker.health },
+    warmUp: config.warmUp.length === 0 ? undefined : { requests: config.warmUp, count: config.warmUpCount },
     proxy: {
       forwardedAllowIps: config.forwardedAllowIps,
       strip: config.untrustedForwarded === 'strip',

@@ -17,6 +17,8 @@ interface Expected {
   gracefulTimeout: number
   drainWindow: number | undefined
   bootNice: number
+  warmUp: string[]
+  warmUpCount: number
   lameDuck: number
   keepAlive: number
   maxRequests: number
