@@ -16,7 +16,7 @@ import {
   type Config,
   type ConfigSources,
 } from './config.js'
-import { parseAppSpec } from './app.js'
+import { parseAppSpec } from './app-spec.js'
 import { DEFAULT_BIND } from './binds.js'
 import { ErrorCode, ExitCode, SdserveError } from './errors.js'
 import { holdSignals, type HeldSignals } from './early-signals.js'

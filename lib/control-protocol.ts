@@ -61,3 +61,12 @@ function workerCount(value: unknown, max: number): number {
     throw new Error(`scale needs a worker count from 1 to ${max}, got ${JSON.stringify(value ?? null)}`)
   return n
 }
+
+/** The control socket's path: --control-socket, else $RUNTIME_DIRECTORY/sdserve.ctl, else none. */
+export function controlSocketPath(option: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (option === 'none') return undefined
+  if (option !== undefined) return option
+  // systemd joins several RuntimeDirectory= paths with ':'; the first is the unit's own.
+  const dir = env.RUNTIME_DIRECTORY?.split(':')[0]
+  return dir !== undefined && dir !== '' ? `${dir}/sdserve.ctl` : undefined
+}

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util'
 import { COMMANDS, parseRequest, type ControlRequest } from '../control-protocol.js'
 import { MAX_WORKERS } from '../config/options.js'
 import { CtlError, ExitCode } from '../errors.js'
-import { controlSocketPath } from '../master/control-server.js'
+import { controlSocketPath } from '../control-protocol.js'
 import { ask } from './client.js'
 import { render } from './render.js'
 

@@ -39,15 +39,6 @@ export interface Controllable extends EventEmitter<MasterEvents> {
 /** At most this many ctl connections at once: a stuck script cannot eat the master's fds. */
 const MAX_CONNECTIONS = 16
 
-/** The control socket's path: --control-socket, else $RUNTIME_DIRECTORY/sdserve.ctl, else none. */
-export function controlSocketPath(option: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
-  if (option === 'none') return undefined
-  if (option !== undefined) return option
-  // systemd joins several RuntimeDirectory= paths with ':'; the first is the unit's own.
-  const dir = env.RUNTIME_DIRECTORY?.split(':')[0]
-  return dir !== undefined && dir !== '' ? `${dir}/sdserve.ctl` : undefined
-}
-
 export class ControlServer {
   private readonly clients = new Set<Socket>()
   /** Connections waiting for the master to stop: answered at close(). */

@@ -14,8 +14,9 @@
  */
 import type { Config } from '../config.js'
 import type { Logger } from '../logger.js'
-import { ControlServer, controlSocketPath, type Controllable } from './control-server.js'
-import { MetricsServer } from './metrics-server.js'
+import { controlSocketPath } from '../control-protocol.js'
+import { ControlServer, type Controllable } from './control-server.js'
+import type { MetricsServer } from './metrics-server.js'
 
 /** How long a promoted new master retries the old one's addresses, which are closing. */
 const TAKEOVER_TRIES = 20
@@ -62,6 +63,8 @@ export class Endpoints {
     }
     const bind = this.config.metricsBind
     if (bind !== undefined && !this.closed && this.metrics === undefined) {
+      // Loaded when wanted: a master without metrics does not load node:http (5-25 ms of its start).
+      const { MetricsServer } = await import('./metrics-server.js')
       const metrics = await MetricsServer.open(bind, () => this.master.stats(), this.log)
       if (this.closed) return metrics.close()
       this.metrics = metrics

@@ -16,7 +16,7 @@
  *   socket we made closed, "stopped" last in the log and 'stopped' emitted.
  */
 import { EventEmitter } from 'node:events'
-import { parseAppSpec } from '../app.js'
+import { parseAppSpec } from '../app-spec.js'
 import { compileCacheState } from '../compile-cache.js'
 import { workersText, type Config } from '../config.js'
 import { WorkerBootError } from '../errors.js'
