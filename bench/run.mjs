@@ -3,8 +3,8 @@
 //
 // wrk against a hello-world handler on loopback, every configuration
 // interleaved round by round so that ratios hold on a noisy machine, plus
-// RSS, start-up time and reload under load. Writes bench/results/latest.md,
-// latest.json and latest.svg.
+// RSS, start-up time and reload under load (sdserve's SIGHUP and
+// `pm2 reload`). Writes bench/results/latest.md, latest.json and latest.svg.
 //
 // Environment (defaults in brackets):
 //   BENCH_ROUNDS [3]        rounds; each round runs every configuration once, both modes
@@ -18,7 +18,7 @@
 //   BENCH_SKIP []           comma-separated phases to skip: throughput, startup, reload
 //   BENCH_STARTUP_REPS [5]  start-up measurements per configuration
 //   BENCH_RELOADS [10]      SIGHUPs per reload run
-//   BENCH_RELOAD_INTERVAL [1] seconds between SIGHUPs
+//   BENCH_RELOAD_INTERVAL [1] seconds between SIGHUPs (PM2: between `pm2 reload`s)
 //   BENCH_OUT [bench/results] where latest.{md,json,svg} go
 //   BENCH_NO_INSTALL [0]    1: never apt-get install missing tools
 //   BENCH_NOISE_LIMIT []    run a measurement again (after 5 s) when other processes used
@@ -33,6 +33,8 @@ import { installCleanup, rssOfServer, cpuOfTree, freePort, machineBusy, start, s
 import { configurations, launch, shutdown, sdserveHas, nginxBinary, ROOT, CLI, RUN_ORDER, until200, serverEnv, scrapeMetrics } from './lib/servers.mjs'
 import { runWrk, busiestShare, failures } from './lib/wrk.mjs'
 import { renderMarkdown, renderSvg, analyse } from './lib/report.mjs'
+import { ensureNpmTools } from './lib/npm-tools.mjs'
+import { pm2Configuration, pm2ReloadUnderLoad } from './lib/pm2.mjs'
 
 const env = process.env
 const num = (name, dflt) => {
@@ -97,19 +99,8 @@ function ensureTools() {
   }
   if (nginxBinary() === undefined) log('bench: nginx is not installed (Debian: `apt-get install nginx-light`): the nginx ceiling is skipped')
   if (!have('python3')) log('bench: python3 is not installed: READY=1 is timed from sdserve\'s "serving" log lines instead of sd_notify')
-  // Not a devDependency: it lists platform packages the registry does not have,
-  // which makes `npm ci` refuse the lock file. The bench installs it when needed.
-  // In a child: this process's module resolution remembers a package it did not find.
-  const resolveUnixSocket = () =>
-    spawnSync(process.execPath, ['-e', "require.resolve('node-unix-socket')"], { cwd: ROOT, stdio: 'ignore' }).status === 0
-  if (!resolveUnixSocket()) {
-    log('bench: installing the npm package node-unix-socket@0.2.7 (--no-save) for the SO_REUSEPORT baseline')
-    spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', 'node-unix-socket@0.2.7'], { cwd: ROOT, stdio: 'inherit' })
-    if (!resolveUnixSocket()) {
-      log('bench: node-unix-socket could not be installed: run `npm install --no-save node-unix-socket@0.2.7`')
-      process.exit(1)
-    }
-  }
+  // node-unix-socket for the SO_REUSEPORT baseline, pm2 for PM2 cluster mode (npm install --no-save)
+  ensureNpmTools(log, opts.only.length > 0 && !opts.only.includes('pm2') ? ['node-unix-socket'] : undefined)
   if (!existsSync(CLI)) {
     log('bench: dist/ is missing: running `npm run build`')
     const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' })
@@ -332,7 +323,7 @@ async function timedStart(config, python) {
 async function startup(configs, result) {
   const python = have('python3')
   const floor = { id: 'node-e0', label: 'node -e 0 (a Node start, the floor)', kind: 'floor' }
-  const active = configs.filter((c) => !c.unavailable && c.id !== 'cluster-none' && c.id !== 'sdserve-accesslog' && c.id !== 'sdserve-metrics')
+  const active = configs.filter((c) => !c.unavailable && c.id !== 'cluster-none' && c.id !== 'sdserve-accesslog' && c.id !== 'sdserve-metrics' && c.make !== undefined)
   for (let rep = 1; rep <= opts.startupReps; rep++) {
     const t0 = process.hrtime.bigint()
     const p = start(process.execPath, ['-e', '0'], { env: serverEnv() })
@@ -445,6 +436,8 @@ async function main() {
   ensureTools()
   const accessLog = sdserveHas('--access-logfile')
   let configs = configurations({ accessLog, metrics: sdserveHas('--metrics-bind') })
+  // PM2 in table order before the nginx ceiling
+  configs.splice(configs.findIndex((c) => c.id === 'nginx'), 0, pm2Configuration())
   if (opts.only.length > 0) configs = configs.filter((c) => opts.only.includes(c.id))
   const machine = machineInfo()
   if (machine.distStale) log('bench: warning: lib/ has files newer than dist/lib/cli.js: run `npm run build` to bench the current code')
@@ -469,6 +462,8 @@ async function main() {
   if (!opts.skip.includes('reload')) {
     phase('reload')
     for (const c of configs.filter((x) => (x.id === 'sdserve' || x.id === 'sdserve-reuseport') && !x.unavailable)) await reloadUnderLoad(c, result)
+    const pm2 = configs.find((x) => x.id === 'pm2' && !x.unavailable)
+    if (pm2 !== undefined) await pm2ReloadUnderLoad(pm2, { opts, modes: MODES, wrkOpts, freshTmp, freePort, log, result })
   }
   result.machine.loadavgAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   // Other people rebuild dist/ while we run: say so, since later phases then ran other code.

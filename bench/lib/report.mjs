@@ -17,6 +17,7 @@ const RATIOS = [
   { a: 'sdserve-accesslog', b: 'sdserve', label: 'sdserve access log on / off' },
   { a: 'sdserve-metrics', b: 'sdserve', label: 'sdserve metrics on (scraped every second) / off' },
   { a: 'cluster-rr', b: 'single', label: 'cluster round-robin / single process' },
+  { a: 'sdserve', b: 'pm2', label: 'sdserve shared / PM2 cluster' },
   { a: 'sdserve', b: 'nginx', label: 'sdserve shared / nginx' },
 ]
 
@@ -181,7 +182,7 @@ export function analyse(result) {
       if (r?.masterAfter.max !== undefined) masters.push(r.masterAfter.max)
       if (r?.masterIdle.max !== undefined) masters.push(r.masterIdle.max)
     }
-    for (const r of reload) masters.push(r.masterRssPeak, r.rssAfter.master ?? 0)
+    for (const r of reload) if (r.config.startsWith('sdserve')) masters.push(r.masterRssPeak, r.rssAfter.master ?? 0)
     const worst = masters.length === 0 ? undefined : Math.max(...masters)
     targets.push({
       name: 'sdserve master RSS (worst seen: idle, after load, during reloads)',
@@ -313,8 +314,10 @@ export function renderMarkdown(result) {
     L.push(
       `wrk runs ${secs} s twice on one server: steady, then with a SIGHUP to the master every ${o.reloadInterval} s from the 1st second ` +
         `(the next one once the previous reload is reported done). Failed = socket errors (connect, read, write, timeout) + non-2xx responses, as wrk counts them. ` +
-        `Reload took: from the master's "reloading" log line to its "reloaded" line (the new generation serves), median [min-max].`,
-
+        `Reload took: from the master's "reloading" log line to its "reloaded" line (the new generation serves), median [min-max]. ` +
+        `PM2: \`pm2 reload\` instead of the SIGHUP, at the same cadence, the next one once the command has returned; reload took = the command's run time; ` +
+        `its wrk runs last ${result.reload.find((r) => r.config === 'pm2')?.seconds ?? '-'} s, sized from one unrecorded \`pm2 reload\` under load so that every reload falls inside the load. ` +
+        `The PM2 app, like the other baselines, has no SIGINT handler: PM2 stops an old worker with SIGINT and it ends at once, with whatever connections it holds.`,
     )
     L.push('')
     L.push('| configuration | mode | reloads done | reload took, ms | failed steady / during | p99 ms steady / during | ratio | req/s steady / during | master RSS peak MiB |')
@@ -354,7 +357,7 @@ export function renderMarkdown(result) {
 // ---------------------------------------------------------------- SVG
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
-const COLOR = { node: '#8c96a3', sdserve: '#2b6cb0', nginx: '#c05621' }
+const COLOR = { node: '#8c96a3', pm2: '#8c96a3', sdserve: '#2b6cb0', nginx: '#c05621' }
 
 export function renderSvg(result) {
   const a = result.analysis
