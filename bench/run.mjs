@@ -3,8 +3,9 @@
 //
 // wrk against a hello-world handler on loopback, every configuration
 // interleaved round by round so that ratios hold on a noisy machine, plus
-// RSS, start-up time and reload under load (sdserve's SIGHUP and
-// `pm2 reload`). Writes bench/results/latest.md, latest.json and latest.svg.
+// RSS, start-up time, reload under load (sdserve's SIGHUP and `pm2 reload`),
+// and the master's cost as the worker count grows (lib/scaling.mjs). Writes
+// bench/results/latest.md, latest.json, latest.svg and latest-scaling.svg.
 //
 // Environment (defaults in brackets):
 //   BENCH_ROUNDS [3]        rounds; each round runs every configuration once, both modes
@@ -15,11 +16,14 @@
 //   BENCH_WRK_CPUS []       pin wrk with `taskset -c` (e.g. 1); unpinned by default
 //   BENCH_COUNT [1]         0: no worker-count.lua (no per-worker counts)
 //   BENCH_ONLY []           comma-separated configuration ids to run
-//   BENCH_SKIP []           comma-separated phases to skip: throughput, startup, reload
+//   BENCH_SKIP []           comma-separated phases to skip: throughput, startup, reload, scaling
 //   BENCH_STARTUP_REPS [5]  start-up measurements per configuration
 //   BENCH_RELOADS [10]      SIGHUPs per reload run
 //   BENCH_RELOAD_INTERVAL [1] seconds between SIGHUPs (PM2: between `pm2 reload`s)
-//   BENCH_OUT [bench/results] where latest.{md,json,svg} go
+//   BENCH_SCALING_WORKERS [1,2,8,32,128] worker counts of the scaling phase (sdserve -w N)
+//   BENCH_SCALING_IDLE [10] seconds over which the master's idle CPU is measured, per count
+//   BENCH_SCALING_RELOADS [3] reloads timed per count (the median is reported)
+//   BENCH_OUT [bench/results] where latest.{md,json,svg} and latest-scaling.svg go
 //   BENCH_NO_INSTALL [0]    1: never apt-get install missing tools
 //   BENCH_NOISE_LIMIT []    run a measurement again (after 5 s) when other processes used
 //                           more than this many cores during it (BENCH_NOISE_RETRIES [2] times)
@@ -35,6 +39,7 @@ import { runWrk, busiestShare, failures } from './lib/wrk.mjs'
 import { renderMarkdown, renderSvg, analyse } from './lib/report.mjs'
 import { ensureNpmTools } from './lib/npm-tools.mjs'
 import { pm2Configuration, pm2ReloadUnderLoad } from './lib/pm2.mjs'
+import { scaling, renderScalingSvg } from './lib/scaling.mjs'
 
 const env = process.env
 const num = (name, dflt) => {
@@ -64,6 +69,13 @@ const opts = {
   noInstall: env.BENCH_NO_INSTALL === '1',
   noiseLimit: env.BENCH_NOISE_LIMIT ? num('BENCH_NOISE_LIMIT', 0) : undefined,
   noiseRetries: Math.floor(num('BENCH_NOISE_RETRIES', 2)),
+  scalingWorkers: (list('BENCH_SCALING_WORKERS').length > 0 ? list('BENCH_SCALING_WORKERS') : ['1', '2', '8', '32', '128']).map((w) => {
+    const n = Number(w)
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`BENCH_SCALING_WORKERS: ${JSON.stringify(w)} is not a worker count (1 to 1024)`)
+    return n
+  }),
+  scalingIdle: Math.max(1, num('BENCH_SCALING_IDLE', 10)),
+  scalingReloads: Math.max(1, Math.floor(num('BENCH_SCALING_RELOADS', 3))),
 }
 
 const log = (...a) => console.error(...a)
@@ -465,6 +477,10 @@ async function main() {
     const pm2 = configs.find((x) => x.id === 'pm2' && !x.unavailable)
     if (pm2 !== undefined) await pm2ReloadUnderLoad(pm2, { opts, modes: MODES, wrkOpts, freshTmp, freePort, log, result })
   }
+  if (!opts.skip.includes('scaling')) {
+    phase('scaling')
+    result.scaling = await scaling({ opts, freshTmp, log, result })
+  }
   result.machine.loadavgAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   // Other people rebuild dist/ while we run: say so, since later phases then ran other code.
   const builtAfter = new Date(statSync(CLI).mtimeMs).toISOString()
@@ -479,9 +495,17 @@ async function main() {
   const md = renderMarkdown(result)
   writeFileSync(join(opts.out, 'latest.md'), md)
   writeFileSync(join(opts.out, 'latest.json'), `${JSON.stringify(result, null, 2)}\n`)
-  writeFileSync(join(opts.out, 'latest.svg'), renderSvg(result))
+  const written = ['latest.md', 'latest.json']
+  if (result.runs.length > 0) {
+    writeFileSync(join(opts.out, 'latest.svg'), renderSvg(result))
+    written.push('latest.svg')
+  }
+  if (result.scaling?.points.length > 0) {
+    writeFileSync(join(opts.out, 'latest-scaling.svg'), renderScalingSvg(result))
+    written.push('latest-scaling.svg')
+  }
   process.stdout.write(md)
-  log(`bench: done in ${result.elapsedS} s; wrote ${join(opts.out, 'latest.md')}, latest.json, latest.svg`)
+  log(`bench: done in ${result.elapsedS} s; wrote ${written.join(', ')} in ${opts.out}`)
   // Nothing may be left running.
   const leftovers = tree(process.pid).filter((p) => p.depth > 0)
   if (leftovers.length > 0) log(`bench: warning: ${leftovers.length} process(es) still running at exit; killing them`)

@@ -2,6 +2,7 @@
 // ratios per round), the targets of issues 7 and 16, a markdown report and an SVG
 // bar chart (no dependency).
 import { fmtNum, fmtPct, fmtRange, fmtRps, summary } from './stats.mjs'
+import { renderScalingMarkdown, scalingTarget } from './scaling.mjs'
 
 const MODES = ['ka', 'close']
 const MODE_LABEL = { ka: 'keep-alive', close: 'Connection: close' }
@@ -191,6 +192,7 @@ export function analyse(result) {
       met: worst === undefined ? undefined : worst <= 60,
     })
   }
+  targets.push(scalingTarget(result))
   return { perConfig, ratios, targets, nodeStartMs }
 }
 
@@ -212,58 +214,62 @@ export function renderMarkdown(result) {
       `Load average before / after: ${m.loadavg} / ${m.loadavgAfter}. Took ${result.elapsedS} s.`,
   )
   L.push('')
-  L.push(
-    `Method: \`wrk -t${o.threads} -c${o.connections} -d${o.seconds}s --latency\` on 127.0.0.1 (${o.wrkCpus ? `wrk pinned to CPU ${o.wrkCpus}` : 'wrk not pinned: it shares the cores with the server'}), ` +
-      `${o.count ? 'with bench/worker-count.lua counting the X-Worker header of every response, ' : ''}` +
-      `hello-world handler, 2 workers; ${o.rounds} round(s), every configuration started afresh in each round ` +
-      `(${o.warmup} s unrecorded warm-up), the order rotated and the two modes alternated round by round. ` +
-      `Figures are median [min-max] over the rounds; ratios are paired within a round, then the median is taken. ` +
-      `The primary comparative figure is the CPU efficiency: the server CPU per request of the second configuration divided by that of the first ` +
-      `(e.g. sdserve / raw: raw's µs/request ÷ sdserve's), so that above 1 means the first needs less CPU per request, as a throughput ratio above 1 means it served more. ` +
-      `wrk shares the cores with the server, so throughput swings from round to round with the machine's other load; the CPU a request costs swings much less. ` +
-      `The targets are judged on it where issue 16 asks (the access log, sdserve against raw and cluster round-robin, reuse-port against shared); the throughput ratio is given beside it.`,
-  )
-  L.push('')
+  if (result.runs.length > 0) {
+    L.push(
+      `Method: \`wrk -t${o.threads} -c${o.connections} -d${o.seconds}s --latency\` on 127.0.0.1 (${o.wrkCpus ? `wrk pinned to CPU ${o.wrkCpus}` : 'wrk not pinned: it shares the cores with the server'}), ` +
+        `${o.count ? 'with bench/worker-count.lua counting the X-Worker header of every response, ' : ''}` +
+        `hello-world handler, 2 workers; ${o.rounds} round(s), every configuration started afresh in each round ` +
+        `(${o.warmup} s unrecorded warm-up), the order rotated and the two modes alternated round by round. ` +
+        `Figures are median [min-max] over the rounds; ratios are paired within a round, then the median is taken. ` +
+        `The primary comparative figure is the CPU efficiency: the server CPU per request of the second configuration divided by that of the first ` +
+        `(e.g. sdserve / raw: raw's µs/request ÷ sdserve's), so that above 1 means the first needs less CPU per request, as a throughput ratio above 1 means it served more. ` +
+        `wrk shares the cores with the server, so throughput swings from round to round with the machine's other load; the CPU a request costs swings much less. ` +
+        `The targets are judged on it where issue 16 asks (the access log, sdserve against raw and cluster round-robin, reuse-port against shared); the throughput ratio is given beside it.`,
+    )
+    L.push('')
+  }
 
   const pc = a.perConfig
   const ids = result.configs.map((c) => c.id)
-  L.push('## Throughput')
-  L.push('')
-  L.push('| configuration | keep-alive req/s | close req/s | p99 ms ka / close | server CPU us/req ka / close | busiest worker ka / close | other load, cores ka / close |')
-  L.push('|---|---|---|---|---|---|---|')
-  for (const id of ids) {
-    const c = pc[id]
-    if (c.unavailable) {
-      L.push(`| ${c.label} | ${c.unavailable} | | | | | |`)
-      continue
+  if (result.runs.length > 0) {
+    L.push('## Throughput')
+    L.push('')
+    L.push('| configuration | keep-alive req/s | close req/s | p99 ms ka / close | server CPU us/req ka / close | busiest worker ka / close | other load, cores ka / close |')
+    L.push('|---|---|---|---|---|---|---|')
+    for (const id of ids) {
+      const c = pc[id]
+      if (c.unavailable) {
+        L.push(`| ${c.label} | ${c.unavailable} | | | | | |`)
+        continue
+      }
+      if (c.ka.rps.n === 0 && c.close.rps.n === 0) continue
+      L.push(
+        `| ${c.label} | ${fmtRange(c.ka.rps)} | ${fmtRange(c.close.rps)} | ${ms(c.ka.p99.median)} / ${ms(c.close.p99.median)} | ` +
+          `${ms1(c.ka.usPerReq.median)} / ${ms1(c.close.usPerReq.median)} | ${fmtPct(c.ka.share.median)} / ${fmtPct(c.close.share.median)} | ` +
+          `${fmtNum(c.ka.otherCores.max)} / ${fmtNum(c.close.otherCores.max)} |`,
+      )
     }
-    if (c.ka.rps.n === 0 && c.close.rps.n === 0) continue
+    L.push('')
     L.push(
-      `| ${c.label} | ${fmtRange(c.ka.rps)} | ${fmtRange(c.close.rps)} | ${ms(c.ka.p99.median)} / ${ms(c.close.p99.median)} | ` +
-        `${ms1(c.ka.usPerReq.median)} / ${ms1(c.close.usPerReq.median)} | ${fmtPct(c.ka.share.median)} / ${fmtPct(c.close.share.median)} | ` +
-        `${fmtNum(c.ka.otherCores.max)} / ${fmtNum(c.close.otherCores.max)} |`,
+      'Server CPU is the user + system time of the server\'s processes (master included) during the run, per request. ' +
+        'Busiest worker: the share of responses that the busiest process served (50% is an even spread over 2). ' +
+        'Other load: the worst, over the rounds, of the CPU that processes other than the server and wrk used during the run ' +
+        '(/proc/stat busy time less theirs, in cores of the 2): what the machine\'s other users took; near 0 is a clean run.',
     )
-  }
-  L.push('')
-  L.push(
-    'Server CPU is the user + system time of the server\'s processes (master included) during the run, per request. ' +
-      'Busiest worker: the share of responses that the busiest process served (50% is an even spread over 2). ' +
-      'Other load: the worst, over the rounds, of the CPU that processes other than the server and wrk used during the run ' +
-      '(/proc/stat busy time less theirs, in cores of the 2): what the machine\'s other users took; near 0 is a clean run.',
-  )
-  const failing = result.runs.filter((r) => r.failures > 0)
-  if (failing.length > 0) L.push(`\nRuns with failed requests: ${failing.map((r) => `${r.config} ${r.mode} round ${r.round}: ${r.failures}`).join('; ')}.`)
-  L.push('')
+    const failing = result.runs.filter((r) => r.failures > 0)
+    if (failing.length > 0) L.push(`\nRuns with failed requests: ${failing.map((r) => `${r.config} ${r.mode} round ${r.round}: ${r.failures}`).join('; ')}.`)
+    L.push('')
 
-  L.push('## Ratios')
-  L.push('')
-  L.push('CPU efficiency: the second\'s server CPU per request ÷ the first\'s (above 1: the first uses less CPU per request); the primary figure. Throughput: the first\'s req/s ÷ the second\'s.')
-  L.push('')
-  L.push('| ratio (paired per round) | CPU efficiency keep-alive | CPU efficiency close | throughput keep-alive | throughput close |')
-  L.push('|---|---|---|---|---|')
-  const rx = (s) => fmtRange(s, (x) => `${x.toFixed(2)}x`)
-  for (const r of a.ratios) if (r.ka.n > 0 || r.close.n > 0) L.push(`| ${r.label} | ${rx(r.cpuKa)} | ${rx(r.cpuClose)} | ${rx(r.ka)} | ${rx(r.close)} |`)
-  L.push('')
+    L.push('## Ratios')
+    L.push('')
+    L.push('CPU efficiency: the second\'s server CPU per request ÷ the first\'s (above 1: the first uses less CPU per request); the primary figure. Throughput: the first\'s req/s ÷ the second\'s.')
+    L.push('')
+    L.push('| ratio (paired per round) | CPU efficiency keep-alive | CPU efficiency close | throughput keep-alive | throughput close |')
+    L.push('|---|---|---|---|---|')
+    const rx = (s) => fmtRange(s, (x) => `${x.toFixed(2)}x`)
+    for (const r of a.ratios) if (r.ka.n > 0 || r.close.n > 0) L.push(`| ${r.label} | ${rx(r.cpuKa)} | ${rx(r.cpuClose)} | ${rx(r.ka)} | ${rx(r.close)} |`)
+    L.push('')
+  }
 
   L.push('## Targets (issues 7 and 16)')
   L.push('')
@@ -272,22 +278,24 @@ export function renderMarkdown(result) {
   for (const t of a.targets) L.push(`| ${t.name} | ${t.target} | ${t.measured} | ${verdict(t)} |`)
   L.push('')
 
-  L.push('## Memory')
-  L.push('')
-  L.push('VmRSS in MiB, median of the rounds: idle (0.5 s after every worker listens, before any request) and after load (after both wrk runs). "Master" is the parent process (the cluster primary, the nginx master); a worker figure is the larger of the workers.')
-  L.push('')
-  L.push('| configuration | master idle | master after load | worker idle | worker after load |')
-  L.push('|---|---|---|---|---|')
-  for (const id of ids) {
-    const c = pc[id]
-    if (c.unavailable || c.rss.masterIdle.n === 0) continue
-    const single = id === 'single'
-    L.push(
-      `| ${c.label} | ${single ? '-' : mib(c.rss.masterIdle.median)} | ${single ? '-' : mib(c.rss.masterAfter.median)} | ` +
-        `${mib(single ? c.rss.masterIdle.median : c.rss.workerIdle.median)} | ${mib(single ? c.rss.masterAfter.median : c.rss.workerAfter.median)} |`,
-    )
+  if (result.runs.length > 0) {
+    L.push('## Memory')
+    L.push('')
+    L.push('VmRSS in MiB, median of the rounds: idle (0.5 s after every worker listens, before any request) and after load (after both wrk runs). "Master" is the parent process (the cluster primary, the nginx master); a worker figure is the larger of the workers.')
+    L.push('')
+    L.push('| configuration | master idle | master after load | worker idle | worker after load |')
+    L.push('|---|---|---|---|---|')
+    for (const id of ids) {
+      const c = pc[id]
+      if (c.unavailable || c.rss.masterIdle.n === 0) continue
+      const single = id === 'single'
+      L.push(
+        `| ${c.label} | ${single ? '-' : mib(c.rss.masterIdle.median)} | ${single ? '-' : mib(c.rss.masterAfter.median)} | ` +
+          `${mib(single ? c.rss.masterIdle.median : c.rss.workerIdle.median)} | ${mib(single ? c.rss.masterAfter.median : c.rss.workerAfter.median)} |`,
+      )
+    }
+    L.push('')
   }
-  L.push('')
 
   const st = ids.filter((id) => pc[id].startup.firstResponseMs.n > 0)
   if (st.length > 0) {
@@ -334,6 +342,8 @@ export function renderMarkdown(result) {
     L.push('')
   }
 
+  L.push(...renderScalingMarkdown(result))
+
   const notes = []
   for (const c of result.configs) if (c.unavailable) notes.push(`${c.label}: ${c.unavailable}.`)
   for (const e of result.errors) notes.push(`${e.phase} ${e.config}${e.round ? ` round ${e.round}` : ''}: ${e.error.split('\n')[0]}`)
@@ -349,7 +359,7 @@ export function renderMarkdown(result) {
     for (const n of notes) L.push(`- ${n}`)
     L.push('')
   }
-  L.push(`Raw numbers: latest.json.${result.runs.length > 0 ? ' Chart: latest.svg.' : ''}`)
+  L.push(`Raw numbers: latest.json.${result.runs.length > 0 ? ' Chart: latest.svg.' : ''}${result.scaling?.points.length > 0 ? ' Scaling chart: latest-scaling.svg.' : ''}`)
   L.push('')
   return L.join('\n')
 }
