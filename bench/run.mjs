@@ -3,8 +3,9 @@
 //
 // wrk against a hello-world handler on loopback, every configuration
 // interleaved round by round so that ratios hold on a noisy machine, plus
-// RSS, start-up time and reload under load. Writes bench/results/latest.md,
-// latest.json and latest.svg.
+// RSS, start-up time, reload under load (sdserve's SIGHUP and `pm2 reload`),
+// and the master's cost as the worker count grows (lib/scaling.mjs). Writes
+// bench/results/latest.md, latest.json, latest.svg and latest-scaling.svg.
 //
 // Environment (defaults in brackets):
 //   BENCH_ROUNDS [3]        rounds; each round runs every configuration once, both modes
@@ -15,11 +16,14 @@
 //   BENCH_WRK_CPUS []       pin wrk with `taskset -c` (e.g. 1); unpinned by default
 //   BENCH_COUNT [1]         0: no worker-count.lua (no per-worker counts)
 //   BENCH_ONLY []           comma-separated configuration ids to run
-//   BENCH_SKIP []           comma-separated phases to skip: throughput, startup, reload
+//   BENCH_SKIP []           comma-separated phases to skip: throughput, startup, reload, scaling
 //   BENCH_STARTUP_REPS [5]  start-up measurements per configuration
 //   BENCH_RELOADS [10]      SIGHUPs per reload run
-//   BENCH_RELOAD_INTERVAL [1] seconds between SIGHUPs
-//   BENCH_OUT [bench/results] where latest.{md,json,svg} go
+//   BENCH_RELOAD_INTERVAL [1] seconds between SIGHUPs (PM2: between `pm2 reload`s)
+//   BENCH_SCALING_WORKERS [1,2,8,32,128] worker counts of the scaling phase (sdserve -w N)
+//   BENCH_SCALING_IDLE [10] seconds over which the master's idle CPU is measured, per count
+//   BENCH_SCALING_RELOADS [3] reloads timed per count (the median is reported)
+//   BENCH_OUT [bench/results] where latest.{md,json,svg} and latest-scaling.svg go
 //   BENCH_NO_INSTALL [0]    1: never apt-get install missing tools
 //   BENCH_NOISE_LIMIT []    run a measurement again (after 5 s) when other processes used
 //                           more than this many cores during it (BENCH_NOISE_RETRIES [2] times)
@@ -33,6 +37,9 @@ import { installCleanup, rssOfServer, cpuOfTree, freePort, machineBusy, start, s
 import { configurations, launch, shutdown, sdserveHas, nginxBinary, ROOT, CLI, RUN_ORDER, until200, serverEnv, scrapeMetrics } from './lib/servers.mjs'
 import { runWrk, busiestShare, failures } from './lib/wrk.mjs'
 import { renderMarkdown, renderSvg, analyse } from './lib/report.mjs'
+import { ensureNpmTools } from './lib/npm-tools.mjs'
+import { pm2Configuration, pm2ReloadUnderLoad } from './lib/pm2.mjs'
+import { scaling, renderScalingSvg } from './lib/scaling.mjs'
 
 const env = process.env
 const num = (name, dflt) => {
@@ -62,6 +69,13 @@ const opts = {
   noInstall: env.BENCH_NO_INSTALL === '1',
   noiseLimit: env.BENCH_NOISE_LIMIT ? num('BENCH_NOISE_LIMIT', 0) : undefined,
   noiseRetries: Math.floor(num('BENCH_NOISE_RETRIES', 2)),
+  scalingWorkers: (list('BENCH_SCALING_WORKERS').length > 0 ? list('BENCH_SCALING_WORKERS') : ['1', '2', '8', '32', '128']).map((w) => {
+    const n = Number(w)
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`BENCH_SCALING_WORKERS: ${JSON.stringify(w)} is not a worker count (1 to 1024)`)
+    return n
+  }),
+  scalingIdle: Math.max(1, num('BENCH_SCALING_IDLE', 10)),
+  scalingReloads: Math.max(1, Math.floor(num('BENCH_SCALING_RELOADS', 3))),
 }
 
 const log = (...a) => console.error(...a)
@@ -97,19 +111,8 @@ function ensureTools() {
   }
   if (nginxBinary() === undefined) log('bench: nginx is not installed (Debian: `apt-get install nginx-light`): the nginx ceiling is skipped')
   if (!have('python3')) log('bench: python3 is not installed: READY=1 is timed from sdserve\'s "serving" log lines instead of sd_notify')
-  // Not a devDependency: it lists platform packages the registry does not have,
-  // which makes `npm ci` refuse the lock file. The bench installs it when needed.
-  // In a child: this process's module resolution remembers a package it did not find.
-  const resolveUnixSocket = () =>
-    spawnSync(process.execPath, ['-e', "require.resolve('node-unix-socket')"], { cwd: ROOT, stdio: 'ignore' }).status === 0
-  if (!resolveUnixSocket()) {
-    log('bench: installing the npm package node-unix-socket@0.2.7 (--no-save) for the SO_REUSEPORT baseline')
-    spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', 'node-unix-socket@0.2.7'], { cwd: ROOT, stdio: 'inherit' })
-    if (!resolveUnixSocket()) {
-      log('bench: node-unix-socket could not be installed: run `npm install --no-save node-unix-socket@0.2.7`')
-      process.exit(1)
-    }
-  }
+  // node-unix-socket for the SO_REUSEPORT baseline, pm2 for PM2 cluster mode (npm install --no-save)
+  ensureNpmTools(log, opts.only.length > 0 && !opts.only.includes('pm2') ? ['node-unix-socket'] : undefined)
   if (!existsSync(CLI)) {
     log('bench: dist/ is missing: running `npm run build`')
     const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' })
@@ -332,7 +335,7 @@ async function timedStart(config, python) {
 async function startup(configs, result) {
   const python = have('python3')
   const floor = { id: 'node-e0', label: 'node -e 0 (a Node start, the floor)', kind: 'floor' }
-  const active = configs.filter((c) => !c.unavailable && c.id !== 'cluster-none' && c.id !== 'sdserve-accesslog' && c.id !== 'sdserve-metrics')
+  const active = configs.filter((c) => !c.unavailable && c.id !== 'cluster-none' && c.id !== 'sdserve-accesslog' && c.id !== 'sdserve-metrics' && c.make !== undefined)
   for (let rep = 1; rep <= opts.startupReps; rep++) {
     const t0 = process.hrtime.bigint()
     const p = start(process.execPath, ['-e', '0'], { env: serverEnv() })
@@ -445,6 +448,8 @@ async function main() {
   ensureTools()
   const accessLog = sdserveHas('--access-logfile')
   let configs = configurations({ accessLog, metrics: sdserveHas('--metrics-bind') })
+  // PM2 in table order before the nginx ceiling
+  configs.splice(configs.findIndex((c) => c.id === 'nginx'), 0, pm2Configuration())
   if (opts.only.length > 0) configs = configs.filter((c) => opts.only.includes(c.id))
   const machine = machineInfo()
   if (machine.distStale) log('bench: warning: lib/ has files newer than dist/lib/cli.js: run `npm run build` to bench the current code')
@@ -469,6 +474,12 @@ async function main() {
   if (!opts.skip.includes('reload')) {
     phase('reload')
     for (const c of configs.filter((x) => (x.id === 'sdserve' || x.id === 'sdserve-reuseport') && !x.unavailable)) await reloadUnderLoad(c, result)
+    const pm2 = configs.find((x) => x.id === 'pm2' && !x.unavailable)
+    if (pm2 !== undefined) await pm2ReloadUnderLoad(pm2, { opts, modes: MODES, wrkOpts, freshTmp, freePort, log, result })
+  }
+  if (!opts.skip.includes('scaling')) {
+    phase('scaling')
+    result.scaling = await scaling({ opts, freshTmp, log, result })
   }
   result.machine.loadavgAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   // Other people rebuild dist/ while we run: say so, since later phases then ran other code.
@@ -484,9 +495,17 @@ async function main() {
   const md = renderMarkdown(result)
   writeFileSync(join(opts.out, 'latest.md'), md)
   writeFileSync(join(opts.out, 'latest.json'), `${JSON.stringify(result, null, 2)}\n`)
-  writeFileSync(join(opts.out, 'latest.svg'), renderSvg(result))
+  const written = ['latest.md', 'latest.json']
+  if (result.runs.length > 0) {
+    writeFileSync(join(opts.out, 'latest.svg'), renderSvg(result))
+    written.push('latest.svg')
+  }
+  if (result.scaling?.points.length > 0) {
+    writeFileSync(join(opts.out, 'latest-scaling.svg'), renderScalingSvg(result))
+    written.push('latest-scaling.svg')
+  }
   process.stdout.write(md)
-  log(`bench: done in ${result.elapsedS} s; wrote ${join(opts.out, 'latest.md')}, latest.json, latest.svg`)
+  log(`bench: done in ${result.elapsedS} s; wrote ${written.join(', ')} in ${opts.out}`)
   // Nothing may be left running.
   const leftovers = tree(process.pid).filter((p) => p.depth > 0)
   if (leftovers.length > 0) log(`bench: warning: ${leftovers.length} process(es) still running at exit; killing them`)

@@ -125,6 +125,17 @@ export function start(cmd, args, { env = process.env, cwd, onLine, stdin = 'igno
   return child
 }
 
+/**
+ * Register a process we did not spawn ourselves (a daemon that a command we
+ * ran left behind, PM2's God daemon) so that killAll() and stop() treat its
+ * process group like one of ours. It must lead its own group.
+ */
+export function adopt(pid) {
+  const handle = { pid, lines: [], exitCode: null, signalCode: null }
+  live.add(handle)
+  return handle
+}
+
 /** Does the process group still have a member (zombies count until reaped)? */
 function groupAlive(pgid) {
   try {

@@ -198,9 +198,9 @@ export function configurations({ accessLog, metrics }) {
  * The order the throughput phase starts them in (rotated each round): the
  * pairs the targets compare run next to each other (cluster round-robin,
  * raw shared socket, sdserve, sdserve with its access log or its metrics; the two
- * SO_REUSEPORT setups), so the machine's other load changes least between them.
+ * SO_REUSEPORT setups; PM2, a cluster round-robin underneath), so the machine's other load changes least between them.
  */
-export const RUN_ORDER = ['single', 'cluster-none', 'cluster-rr', 'shared-fd', 'sdserve', 'sdserve-accesslog', 'sdserve-metrics', 'sdserve-reuseport', 'reuseport', 'nginx']
+export const RUN_ORDER = ['single', 'cluster-none', 'pm2', 'cluster-rr', 'shared-fd', 'sdserve', 'sdserve-accesslog', 'sdserve-metrics', 'sdserve-reuseport', 'reuseport', 'nginx']
 
 /**
  * Start a configuration on port and wait until every worker serves: its
@@ -208,6 +208,8 @@ export const RUN_ORDER = ['single', 'cluster-none', 'cluster-rr', 'shared-fd', '
  * Returns { child, url, port, startedAt (hrtime ns), readyAt }.
  */
 export async function launch(config, port, tmp, { env = {} } = {}) {
+  // A configuration that is not one process we spawn (PM2's daemon) starts itself.
+  if (config.launch !== undefined) return config.launch(port, tmp)
   const { cmd, args, cwd } = config.make(port, tmp)
   const startedAt = process.hrtime.bigint()
   const child = start(cmd, args, { env: serverEnv(env), cwd: cwd ?? tmp })
@@ -228,6 +230,7 @@ export async function launch(config, port, tmp, { env = {} } = {}) {
 }
 
 export async function shutdown(config, server) {
+  if (config.shutdown !== undefined) return config.shutdown(server)
   await stop(server?.child, { signal: config.stopSignal ?? 'SIGTERM', graceMs: 5000 })
 }
 
