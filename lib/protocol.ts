@@ -88,6 +88,8 @@ export type MasterMessage =
       /** Requests after which the worker asks to be replaced; 0 = never. */
       maxRequests: number
       heartbeatMs: number
+      /** How often it reports while nothing changes (Timings.idleHeartbeatMs). */
+      idleHeartbeatMs: number
       /** How long a stop may take when the worker is sent SIGTERM directly (KillMode=control-group). */
       gracefulTimeoutMs: number
       /** Over how long it ends the long-lived connections its app left open, on a SIGTERM stop. */

@@ -76,6 +76,22 @@ function loopDelayMs(ns: number): number {
   return Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS)
 }
 
+/** What a heartbeat reported: requests so far, open connections, and when (Date.now()). */
+export interface Reported {
+  requests: number
+  connections: number
+  at: number
+}
+
+/**
+ * Whether a heartbeat is due: always while busy or after a change since the
+ * last one; when idle (no request, no connection came or went), only once
+ * idleMs have passed.
+ */
+export function reportDue(last: Reported, now: Reported, busy: boolean, idleMs: number): boolean {
+  return busy || now.requests !== last.requests || now.connections !== last.connections || now.at - last.at >= idleMs
+}
+
 /** Whether a request's URL is path, with or without a query. */
 function isPath(url: string | undefined, path: string): boolean {
   return url === path || (url !== undefined && url.startsWith(path) && url[path.length] === '?')
@@ -194,6 +210,9 @@ export class Worker {
   private handoverMs = 0
   private noKeepAlive = false
   private heartbeat: NodeJS.Timeout | undefined
+  /** What the last heartbeat reported, and when (Date.now()); and how long an idle worker waits between them. */
+  private sent: Reported = { requests: -1, connections: -1, at: 0 }
+  private idleBeatMs = 0
   private readonly counters = new RequestCounters()
   /** --health-path and what it answers, as the master last said. */
   private health: BootMessage['health']
@@ -256,6 +275,7 @@ export class Worker {
       this.listening.push(front)
       await listenOn(front, { fd: LISTENER_FD_START + i, backlog: message.backlog })
     }
+    this.idleBeatMs = message.idleHeartbeatMs
     this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
     this.heartbeat.unref()
     this.loopDelay.enable()
@@ -309,10 +329,11 @@ export class Worker {
 
   /** The heartbeat: this worker is alive, with its totals (done, when it is about to exit). */
   private beat(done?: () => void): void {
-    const inflight =
-      this.lastReq !== undefined && this.lastRes !== undefined && !this.lastRes.writableEnded
-        ? [{ method: String(this.lastReq.method), url: String(this.lastReq.url), ms: Date.now() - this.lastStart }]
-        : []
+    const busy = this.lastRes !== undefined && !this.lastRes.writableEnded
+    const now = Date.now()
+    if (done === undefined && !reportDue(this.sent, { requests: this.requests, connections: this.open, at: now }, busy, this.idleBeatMs)) return
+    this.sent = { requests: this.requests, connections: this.open, at: now }
+    const inflight = busy && this.lastReq !== undefined ? [{ method: String(this.lastReq.method), url: String(this.lastReq.url), ms: now - this.lastStart }] : []
     const cpu = process.cpuUsage()
     const report: WorkerReport = {
       requests: this.requests,

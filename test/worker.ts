@@ -10,7 +10,7 @@ import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { cli, freePort, get, getWhenUp, load, root, shortTmp, spawnTracked, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
 import type { IncomingMessage } from 'node:http'
-import { refusal, Worker } from '../lib/worker.js'
+import { refusal, reportDue, Worker } from '../lib/worker.js'
 import { startNginx } from './helpers/nginx.js'
 import { needs } from './helpers/needs.js'
 
@@ -404,4 +404,13 @@ t.test("under the journal, a worker's line carries its priority prefix, as the m
   t.equal(await exited, 0)
   t.match(text(), /^<4>\[[^\]]+\] \[\d+\] \[WARNING\] worker 1: PROXY protocol header refused from 127\.0\.0\.1/m, "the worker's warning: <4>")
   t.match(text(), /^<6>\[[^\]]+\] \[\d+\] \[INFO\] stopped$/m, "the master's info: <6>")
+})
+
+t.test('heartbeats: every one while busy or after a change, an idle worker only every idleMs', async (t) => {
+  const last = { requests: 10, connections: 2, at: 1000 }
+  t.equal(reportDue(last, { requests: 10, connections: 2, at: 1999 }, false, 1000), false, 'idle, within idleMs')
+  t.equal(reportDue(last, { requests: 10, connections: 2, at: 2000 }, false, 1000), true, 'idle, idleMs later')
+  t.equal(reportDue(last, { requests: 11, connections: 2, at: 1001 }, false, 1000), true, 'a request came')
+  t.equal(reportDue(last, { requests: 10, connections: 1, at: 1001 }, false, 1000), true, 'a connection went')
+  t.equal(reportDue(last, { requests: 10, connections: 2, at: 1001 }, true, 1000), true, 'a request in flight')
 })

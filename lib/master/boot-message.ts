@@ -32,6 +32,7 @@ export function bootMessage(
     keepAliveMs: timings.keepAliveMs,
     maxRequests: config.maxRequests > 0 ? config.maxRequests + jitter(config.maxRequestsJitter) : 0,
     heartbeatMs: timings.heartbeatMs,
+    idleHeartbeatMs: timings.idleHeartbeatMs,
     gracefulTimeoutMs: timings.gracefulMs,
     drainWindowMs: timings.drainWindowMs,
     limits: {

@@ -18,6 +18,13 @@ export interface Timings {
   bootMs: number
   /** How often workers report. */
   heartbeatMs: number
+  /**
+   * How often a worker reports while nothing changes (no request, no
+   * connection opened or closed): less often, so that an idle master of many
+   * workers is not kept busy reading heartbeats, and still well within
+   * --timeout.
+   */
+  idleHeartbeatMs: number
   /** A draining worker's deadline. */
   gracefulMs: number
   /** How long a graceful stop spends in lame duck first. */
@@ -57,6 +64,9 @@ export const DRAIN_WINDOW_MAX_MS = 5000
 export const MAX_DRAINING_GENERATIONS = 2
 export const HURRY_MS = 2000
 
+/** An idle worker reports at least this often. */
+export const IDLE_HEARTBEAT_MAX_MS = 5000
+
 /** A worker's own deadline comes first; the master's SIGKILL backstop this much later (graceful, fast). */
 export const BACKSTOP_MS = { graceful: 1000, fast: 2000 }
 
@@ -69,10 +79,13 @@ export function timingsOf(
   const gracefulMs = ms(config.gracefulTimeout)
   const bootMs =
     config.bootTimeout !== undefined ? ms(config.bootTimeout) : timeoutMs > 0 ? Math.max(timeoutMs, BOOT_FLOOR_MS) : BOOT_UNLIMITED_TIMEOUT_MS
+  const heartbeatMs = timeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(timeoutMs / 4))) : 1000
   return {
     timeoutMs,
     bootMs,
-    heartbeatMs: timeoutMs > 0 ? Math.max(50, Math.min(1000, Math.floor(timeoutMs / 4))) : 1000,
+    heartbeatMs,
+    // Without --timeout a worker counts as beating for 3 heartbeats (Generations.beating).
+    idleHeartbeatMs: timeoutMs > 0 ? Math.max(heartbeatMs, Math.min(IDLE_HEARTBEAT_MAX_MS, Math.floor(timeoutMs / 4))) : 2 * heartbeatMs,
     gracefulMs,
     lameDuckMs: ms(config.lameDuck),
     drainWindowMs: Math.min(gracefulMs, config.drainWindow !== undefined ? ms(config.drainWindow) : Math.min(DRAIN_WINDOW_MAX_MS, gracefulMs / 2)),

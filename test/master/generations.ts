@@ -254,6 +254,30 @@ t.test('--max-worker-memory: a worker over it is recycled, its replacement first
   t.same(two.acts(), ['boot'], 'a worker whose memory cannot be read (gone) is left alone')
 })
 
+t.test('without --max-worker-memory, memory is read only when asked for', async (t) => {
+  const m = make({ workers: 1 })
+  await serving(m)
+  const pid = m.newest(1).pid!
+  const reads: number[] = []
+  const rss = m.rt.rss.bind(m.rt)
+  m.rt.rss = (pid) => {
+    reads.push(pid)
+    return rss(pid)
+  }
+  m.rt.memory.set(pid, 50 * 1048576)
+  m.g.check()
+  t.same(reads, [], 'not by the checks')
+  t.same(
+    m.g.stats().map((s) => s.rss),
+    [50 * 1048576],
+  )
+  t.same(
+    m.g.reports().map((r) => r.rss),
+    [50 * 1048576],
+  )
+  t.equal(reads.length, 2, 'by stats and reports')
+})
+
 t.test('generations drain side by side, at most two: a third reload hurries the oldest', async (t) => {
   const m = make({ workers: 1 })
   await serving(m)

@@ -83,6 +83,19 @@ t.test('--boot-timeout is a worker boot deadline of its own', async (t) => {
   t.equal(timingsOf({ ...DEFAULTS, bootTimeout: 0.5 }).bootMs, 500)
   t.equal(timingsOf({ ...DEFAULTS, timeout: 1 }).bootMs, 10000, 'unset: --timeout, at least 10 s')
   t.equal(timingsOf({ ...DEFAULTS, timeout: 0 }).bootMs, 30000, 'unset with --timeout 0: 30 s')
+  t.same(
+    [30, 2, 0.1, 0].map((timeout) => {
+      const { heartbeatMs, idleHeartbeatMs } = timingsOf({ ...DEFAULTS, timeout })
+      return [heartbeatMs, idleHeartbeatMs]
+    }),
+    [
+      [1000, 5000],
+      [500, 500],
+      [50, 50],
+      [1000, 2000],
+    ],
+    'heartbeats: idle ones at most every 5 s and a quarter of --timeout; without it, within the 3 heartbeats a worker counts as beating',
+  )
   const m = make({ bootTimeout: 0.5 })
   const started = m.master.start()
   await settle()
