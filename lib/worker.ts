@@ -64,7 +64,11 @@ function send(message: WorkerMessage, done: () => void = () => undefined): void 
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void
 
-/** How often the event-loop delay is sampled: 50 wake-ups a second cost nothing measurable. */
+/**
+ * How often the event-loop delay is sampled, while the worker has connections:
+ * 50 wake-ups a second are 0.3% of a core, which idle workers (a hundred of
+ * them on a large host) need not spend.
+ */
 const LOOP_RESOLUTION_MS = 20
 
 /**
@@ -223,6 +227,8 @@ export class Worker {
   private deadlineAt = 0
   /** Event-loop delay between heartbeats, for the metrics and `sdserve ctl workers`. */
   private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS })
+  /** Whether loopDelay samples: from a connection on, until a heartbeat finds none. */
+  private sampling = false
   /** The last request started, for the heartbeat's account of what the worker is doing. */
   private lastReq: IncomingMessage | undefined
   private lastRes: ServerResponse | undefined
@@ -278,7 +284,6 @@ export class Worker {
     this.idleBeatMs = message.idleHeartbeatMs
     this.heartbeat = setInterval(() => this.beat(), message.heartbeatMs)
     this.heartbeat.unref()
-    this.loopDelay.enable()
     send({ cmd: CMD, act: 'listening', description: target.description })
     // The next generation boots while this one serves: it finds the app's modules compiled.
     flushCompileCache()
@@ -329,6 +334,11 @@ export class Worker {
 
   /** The heartbeat: this worker is alive, with its totals (done, when it is about to exit). */
   private beat(done?: () => void): void {
+    // No connection since the last heartbeat: nothing to measure the event loop for.
+    if (this.open === 0 && this.sampling) {
+      this.sampling = false
+      this.loopDelay.disable()
+    }
     const busy = this.lastRes !== undefined && !this.lastRes.writableEnded
     const now = Date.now()
     if (done === undefined && !reportDue(this.sent, { requests: this.requests, connections: this.open, at: now }, busy, this.idleBeatMs)) return
@@ -420,6 +430,10 @@ export class Worker {
   // and a once() wrapper per connection cost a few percent of a Connection: close request.
   private readonly onConnection = (socket: Socket): void => {
     this.open++
+    if (!this.sampling) {
+      this.sampling = true
+      this.loopDelay.enable()
+    }
     socket.on('close', this.onConnectionClose)
   }
 
