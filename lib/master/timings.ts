@@ -64,8 +64,8 @@ export const DRAIN_WINDOW_MAX_MS = 5000
 export const MAX_DRAINING_GENERATIONS = 2
 export const HURRY_MS = 2000
 
-/** An idle worker reports at least this often. */
-export const IDLE_HEARTBEAT_MAX_MS = 5000
+/** An idle worker reports at least this often (and at least four times per --timeout). */
+export const IDLE_HEARTBEAT_MAX_MS = 10000
 
 /** A worker's own deadline comes first; the master's SIGKILL backstop this much later (graceful, fast). */
 export const BACKSTOP_MS = { graceful: 1000, fast: 2000 }
