@@ -40,6 +40,8 @@ export interface GenerationsOptions {
   workers(): number
   /** --max-worker-memory in bytes; 0: no limit. */
   maxMemory(): number
+  /** How many workers of a generation boot at once; default: all. */
+  bootConcurrency?(): number
   /** Per-slot sockets exist: the leaving slots of a TTOU are handed over to slot 1. */
   hasSlots(): boolean
   /** May this happen now? (the master's phase table) */
@@ -80,6 +82,8 @@ export class Generations {
   private readonly workers = new Map<number, WorkerHandle>()
   private readonly crashes = new Map<number, number>()
   private readonly respawns = new Map<number, Timer>()
+  /** stopAll() was called: no generation spawns any more workers. */
+  private closing = false
   private readonly hooks: WorkerHooks
   /** What exited workers did, per slot, and why they exited. */
   readonly ledger = new Ledger()
@@ -99,13 +103,37 @@ export class Generations {
     return w
   }
 
-  /** Spawn a whole generation and wait until every worker listens; on failure stop it and throw. */
+  /**
+   * Spawn a whole generation and wait until every worker listens; on failure stop it and throw.
+   * At most bootConcurrency() boot at once, the next as one listens: a hundred Node processes
+   * starting together on a few cores thrash (each start takes 50 MB and tens of ms of CPU), and
+   * take several times longer in all than in turns.
+   */
   async start(count: number): Promise<number> {
     const generation = ++this.generation
     const started: WorkerHandle[] = []
-    for (let id = 1; id <= count; id++) started.push(this.spawn(id, generation))
+    const limit = Math.max(1, this.o.bootConcurrency?.() ?? count)
     try {
-      await Promise.all(started.map((w) => w.booted))
+      await new Promise<void>((resolve, reject: (err: Error) => void) => {
+        let booted = 0
+        let failed = false
+        const next = (): void => {
+          // A stop (stopAll) or a failure ends the generation: nothing more is spawned for it.
+          if (this.closing && started.length < count) reject(new Error('stopped while the generation booted'))
+          while (!failed && !this.closing && started.length < count && started.length - booted < limit) {
+            const w = this.spawn(started.length + 1, generation)
+            started.push(w)
+            w.booted.then(
+              () => (++booted === count ? resolve() : next()),
+              (err: unknown) => {
+                failed = true
+                reject(err as Error) // booted rejects with Errors only
+              },
+            )
+          }
+        }
+        next()
+      })
     } catch (err) {
       // Stop, not SIGKILL: the worker that failed is exiting already, and the others are told to exit now.
       for (const w of started) {
@@ -297,6 +325,7 @@ export class Generations {
 
   /** Stop every worker (no respawn after this); handover: a new master's workers take their clients. */
   async stopAll(graceful: boolean, handover: boolean): Promise<number> {
+    this.closing = true
     for (const t of this.respawns.values()) t.clear()
     this.respawns.clear()
     const all = this.all()

@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events'
 import { parseAppSpec } from '../app-spec.js'
 import { compileCacheState } from '../compile-cache.js'
-import { workersText, type Config } from '../config.js'
+import { DEFAULTS, workersText, type Config } from '../config.js'
 import { WorkerBootError } from '../errors.js'
 import { canChangeIdentity, workerIdentity } from '../identity.js'
 import { Logger } from '../logger.js'
@@ -43,6 +43,9 @@ import { SystemdReporter, type StatusSnapshot } from './systemd-reporter.js'
 import { timingsOf, type Timings } from './timings.js'
 import { healthOf, type HealthStatus } from './health.js'
 import { spawnWorker } from './spawn-worker.js'
+
+/** Workers booting at once: twice the cores the process may use (the default --workers), at least 2. */
+const BOOT_CONCURRENCY = Math.max(2, 2 * DEFAULTS.workers)
 
 export interface MasterOptions {
   /** Re-reads the configuration on reload (SIGHUP); default: keep the current one. */
@@ -113,6 +116,7 @@ export class Master extends EventEmitter<MasterEvents> {
       timings: () => this.timings,
       workers: () => this.config.workers,
       maxMemory: () => this.config.maxWorkerMemory,
+      bootConcurrency: () => BOOT_CONCURRENCY,
       hasSlots: () => this.sockets.hasSlots,
       allows: (operation) => rule(this.phase, operation) === 'run',
       changed: () => this.emit('status'),

@@ -9,7 +9,7 @@ import { timingsOf } from '../../lib/master/timings.js'
 import { WorkerHandle } from '../../lib/master/worker-handle.js'
 import { FakeChild, FakeRuntime, settle } from '../helpers/fake-runtime.js'
 
-function make(options: { workers?: number; slots?: boolean; timeout?: number; maxMemory?: number } = {}) {
+function make(options: { workers?: number; slots?: boolean; timeout?: number; maxMemory?: number; bootConcurrency?: number } = {}) {
   const config: Config = { ...DEFAULTS, app: 'app.js', bind: [], config: undefined, timeout: options.timeout ?? 30 }
   const rt = new FakeRuntime()
   const lines: string[] = []
@@ -27,6 +27,7 @@ function make(options: { workers?: number; slots?: boolean; timeout?: number; ma
     timings: () => timingsOf(config),
     workers: () => state.workers,
     maxMemory: () => options.maxMemory ?? 0,
+    ...(options.bootConcurrency === undefined ? {} : { bootConcurrency: () => options.bootConcurrency! }),
     hasSlots: () => options.slots === true,
     allows: (op) => state.allowed.has(op),
     changed: () => state.changed++,
@@ -252,6 +253,35 @@ t.test('--max-worker-memory: a worker over it is recycled, its replacement first
   m.rt.memory.delete(two.pid!)
   m.g.check()
   t.same(two.acts(), ['boot'], 'a worker whose memory cannot be read (gone) is left alone')
+})
+
+t.test('at most bootConcurrency workers boot at once, the next as one listens', async (t) => {
+  const m = make({ workers: 5, bootConcurrency: 2 })
+  const started = m.g.start(5)
+  const booting = (): number[] => m.g.stats().filter((s) => s.state === 'booting').map((s) => s.id)
+  t.same(booting(), [1, 2])
+  m.newest(2).say({ act: 'listening', description: 'x' })
+  await settle()
+  t.same(booting(), [1, 3])
+  m.listenAll()
+  await settle()
+  t.same(booting(), [4, 5])
+  m.listenAll()
+  t.equal(await started, 1)
+  t.equal(m.g.stats().length, 5)
+})
+
+t.test('a stop while a generation boots in turns: nothing more is spawned, and the start fails', async (t) => {
+  const m = make({ workers: 4, bootConcurrency: 2 })
+  const started = m.g.start(4)
+  const stopping = m.g.stopAll(true, false)
+  // One listens after all (it was told to stop as it got there): no third one is spawned for it.
+  m.newest(1).say({ act: 'listening', description: 'x' })
+  await settle()
+  for (const c of m.children.values()) c.exit(0, null)
+  await t.rejects(started, /^stopped while the generation booted$/)
+  await stopping
+  t.equal(m.children.size, 2, 'two spawned, no more')
 })
 
 t.test('without --max-worker-memory, memory is read only when asked for', async (t) => {

@@ -14,7 +14,7 @@ t.test('HUP under load: zero failed requests, then the new code serves', async (
   const s = await start(t)
   await ready(s)
   let stop = false
-  const traffic = load({ port: s.port, concurrency: 8, maxRequests: 4000, until: () => stop })
+  const traffic = load({ port: s.port, concurrency: 8, maxRequests: 200_000, until: () => stop })
   // some requests before the reload
   await waitFor(() => s.count(/x/) >= 0 && !stop, 'traffic')
   await new Promise((r) => setTimeout(r, 200))
@@ -122,7 +122,7 @@ t.test('HUP under keep-alive load: no request on a reused connection is lost', a
   const agent = new Agent({ keepAlive: true, maxSockets: 8 })
   t.teardown(() => agent.destroy())
   let stop = false
-  const traffic = load({ port: s.port, agent, concurrency: 8, maxRequests: 20_000, until: () => stop })
+  const traffic = load({ port: s.port, agent, concurrency: 8, maxRequests: 200_000, until: () => stop })
   await new Promise((r) => setTimeout(r, 300))
   for (let g = 2; g <= 4; g++) {
     s.setVersion(`v${g}`)
