@@ -106,10 +106,15 @@ export class LogFile {
       this.stream.write(text)
       return
     }
-    const size = Buffer.byteLength(text)
-    if (this.used + size > this.buffer.length) this.flushSync()
-    if (size > this.buffer.length) this.writeAll(Buffer.from(text), size)
-    else this.used += this.buffer.write(text, this.used)
+    // A line that fits whatever its characters (UTF-8 takes at most 3 bytes per UTF-16 code unit)
+    // is copied at once; only a longer one is measured first, which costs one more pass over it.
+    if (text.length * 3 <= this.buffer.length - this.used) this.used += this.buffer.write(text, this.used)
+    else {
+      const size = Buffer.byteLength(text)
+      if (this.used + size > this.buffer.length) this.flushSync()
+      if (size > this.buffer.length) this.writeAll(Buffer.from(text), size)
+      else this.used += this.buffer.write(text, this.used)
+    }
     if (this.exiting || this.used === this.buffer.length) this.flushSync()
     else if (this.timer === undefined && this.used > 0)
       this.timer = this.flushMs > 0 ? setTimeout(this.onTimer, this.flushMs).unref() : setImmediate(this.onTimer).unref()

@@ -9,8 +9,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createServer as createNetServer, Server as NetServerClass, type Server as NetServer, type Socket } from 'node:net'
 import { appErrorStack, loadApp, type AppTarget } from './app.js'
-import { AccessLog } from './http/access-log.js'
-import { RequestCounters } from './http/request-counters.js'
+import { AccessLog, LoggedResponse, responseClosed } from './http/access-log.js'
+import { RequestCounters, STARTED } from './http/request-counters.js'
 import { LongLived } from './http/long-lived.js'
 import { beginDrain, type DrainReason } from './drain.js'
 import type { HealthStatus } from './master/health.js'
@@ -101,6 +101,16 @@ function isPath(url: string | undefined, path: string): boolean {
   return url === path || (url !== undefined && url.startsWith(path) && url[path.length] === '?')
 }
 
+/**
+ * The responses of the servers the worker creates: the request counters'
+ * start time is a field from the constructor on, and the access log counts
+ * body bytes in the class's write() and end() (LoggedResponse), so that
+ * recording a request does not change the response's shape.
+ */
+class WorkerResponse extends LoggedResponse {
+  [STARTED] = 0
+}
+
 /** Set on a draining worker's connections: when (Date.now()) their next response closes them. */
 const HANDOVER_AT = Symbol('sdserve.handover-at')
 
@@ -118,7 +128,8 @@ function makeServers(target: AppTarget, app: Listener, count: number, limits: Re
     if (target.kind === 'server' && i === 0) server = target.server
     else {
       // Timeouts are checked every second instead of Node's default 30 s, so a slow client is cut on time.
-      server = createServer({ connectionsCheckingInterval: 1000 })
+      // WorkerResponse: every response has one hidden class, whatever the worker records on it.
+      server = createServer({ connectionsCheckingInterval: 1000, ServerResponse: WorkerResponse as unknown as typeof ServerResponse })
       if (target.kind === 'server') {
         const user = target.server
         server.on('upgrade', (req, socket, head) => user.emit('upgrade', req, socket, head))
@@ -261,6 +272,7 @@ export class Worker {
       // Every worker appends whole lines to the same file (O_APPEND); USR1 reopens it.
       this.accessFile = LogFile.open(message.accessLog.file, 'stdout', ACCESS_LOG_BUFFER)
       this.accessLog = new AccessLog(this.accessFile, message.accessLog.format)
+      this.counters.afterEnd = responseClosed
     }
     const app = appListener(target)
     this.servers = makeServers(target, app, message.listeners.length, message.limits, (app) =>
@@ -298,7 +310,8 @@ export class Worker {
       if (this.draining) this.longLived.late(res)
       // Who the client is (trusted proxy headers), stored on req for client(req); untrusted ones removed.
       resolveClient(req, allow, { strip })
-      this.accessLog?.track(req, res, clientAddress)
+      // Its line is written from the counters' 'close' listener (afterEnd).
+      this.accessLog?.track(req, res, clientAddress, false)
       if (this.noKeepAlive || (this.draining && this.handsOver(req.socket))) res.shouldKeepAlive = false
       this.lastReq = req
       this.lastRes = res

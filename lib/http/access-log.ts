@@ -25,7 +25,7 @@
  * control characters and bytes 0x7f-0xff become `\xNN`, `"` becomes `\"`
  * and `\` becomes `\\`. `%%` is a literal `%`.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import { ConfigError } from '../errors.js'
 import type { LogFile } from '../log-file.js'
 import { client } from './proxy.js'
@@ -163,6 +163,8 @@ const ATOMS: Record<string, () => Atom> = {
 
 interface Compiled {
   render: (e: AccessLogEntry) => string
+  /** The line with its "\n": the newline is part of the last literal, not one more concatenation per line. */
+  renderLine: (e: AccessLogEntry) => string
   /** Does the format show the remote address (worth resolving at request start)? */
   usesRemote: boolean
   /** Does the format show the request time (worth reading the clock twice per request)? */
@@ -172,7 +174,7 @@ interface Compiled {
 function compile(format: string, option: string): Compiled {
   const bad = (problem: string): ConfigError =>
     new ConfigError(option, format, `a gunicorn access log format (${problem}; atoms: %(name)s with name one of ${Object.keys(ATOMS).join(' ')} {header}i {header}o {VAR}e, %% for a literal %)`)
-  // literals[i] comes before atoms[i]; the last literal ends the line.
+  // literals[i] comes before atoms[i]; the last literal (not in the array) ends the line.
   const literals: string[] = []
   const atoms: Atom[] = []
   let usesRemote = false
@@ -222,14 +224,18 @@ function compile(format: string, option: string): Compiled {
     literal = ''
     i = close + 2
   }
-  literals.push(literal)
+  return { render: renderer(literals, atoms, literal), renderLine: renderer(literals, atoms, `${literal}\n`), usesRemote, usesTime }
+}
+
+/** The line: literals[i] comes before atoms[i]; `last` ends it. */
+function renderer(literals: readonly string[], atoms: readonly Atom[], last: string): (e: AccessLogEntry) => string {
+  const parts = [...literals, last]
   const n = atoms.length
-  const render = (e: AccessLogEntry): string => {
-    let line = literals[0]!
-    for (let k = 0; k < n; k++) line += atoms[k]!(e) + literals[k + 1]!
+  return (e) => {
+    let line = parts[0]!
+    for (let k = 0; k < n; k++) line += atoms[k]!(e) + parts[k + 1]!
     return line
   }
-  return { render, usesRemote, usesTime }
 }
 
 /**
@@ -257,46 +263,99 @@ type EndFn = (chunk?: unknown, encoding?: unknown, callback?: unknown) => Server
 
 /**
  * What the access log keeps for one response until its line is written: the
- * entry itself, plus the response's own write() and end(). One object per
- * request; the functions that use it are shared by every response.
+ * entry itself, plus (for a response that is not a LoggedResponse) the
+ * response's own write() and end(). One object per request; the functions
+ * that use it are shared by every response.
  */
 interface Tracked extends AccessLogEntry {
   log: AccessLog | undefined
   timed: boolean
-  write: WriteFn
-  end: EndFn
+  write: WriteFn | undefined
+  end: EndFn | undefined
 }
 
 const TRACKED = Symbol('sdserve.access-log')
 
-type TrackedResponse = ServerResponse & { [TRACKED]: Tracked }
+type TrackedResponse = ServerResponse & { [TRACKED]?: Tracked | undefined }
+
+// Called with a response as `this`.
+const { write: nodeWrite, end: nodeEnd } = ServerResponse.prototype as unknown as { write: WriteFn; end: EndFn }
 
 // Body bytes: count what the app hands to res.write()/res.end() while the response is open.
 // The cheapest correct way: the socket's bytesWritten also holds the headers (known only from
 // node internals), the chunked framing and, with keep-alive, other responses' bytes; node
 // keeps no count of its own. res.end() writes through node internals, not res.write(), so
 // nothing is counted twice; bodies node drops (HEAD, 204, 304) are zeroed when logging.
+function countWrite(res: TrackedResponse, t: Tracked | undefined, chunk: unknown, encoding: unknown): void {
+  if (t !== undefined && !res.writableEnded && !res.destroyed) t.bytes += chunkBytes(chunk, encoding)
+}
+
+function countEnd(res: TrackedResponse, t: Tracked | undefined, chunk: unknown, encoding: unknown): void {
+  if (typeof chunk !== 'function') countWrite(res, t, chunk, encoding)
+}
+
+/**
+ * The response class of the servers sdserve creates (http.createServer's
+ * `ServerResponse` option): it counts body bytes in its own write() and
+ * end(), on the prototype. Patching each response's write and end, and
+ * adding a property to it, gives every logged response a hidden class of
+ * its own, which makes node's http code, that handles every response,
+ * polymorphic; the track field is here from the constructor on, so every
+ * response has the same shape, logged or not. Responses of other classes
+ * (an app's own server) are patched one by one instead.
+ */
+export class LoggedResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {
+  [TRACKED]: Tracked | undefined = undefined
+}
+
+Object.defineProperties(LoggedResponse.prototype, {
+  write: {
+    configurable: true,
+    writable: true,
+    value: function write(this: LoggedResponse, chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+      countWrite(this, this[TRACKED], chunk, encoding)
+      return nodeWrite.call(this, chunk, encoding, callback)
+    },
+  },
+  end: {
+    configurable: true,
+    writable: true,
+    value: function end(this: LoggedResponse, chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
+      countEnd(this, this[TRACKED], chunk, encoding)
+      return nodeEnd.call(this, chunk, encoding, callback)
+    },
+  },
+})
+
+// A response of another class: its own write() and end() are replaced.
 function countingWrite(this: TrackedResponse, chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
-  const t = this[TRACKED]
-  if (!this.writableEnded && !this.destroyed) t.bytes += chunkBytes(chunk, encoding)
-  return t.write.call(this, chunk, encoding, callback)
+  const t = this[TRACKED]!
+  countWrite(this, t, chunk, encoding)
+  return t.write!.call(this, chunk, encoding, callback)
 }
 
 function countingEnd(this: TrackedResponse, chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse {
-  const t = this[TRACKED]
-  if (!this.writableEnded && !this.destroyed && typeof chunk !== 'function') t.bytes += chunkBytes(chunk, encoding)
-  return t.end.call(this, chunk, encoding, callback)
+  const t = this[TRACKED]!
+  countEnd(this, t, chunk, encoding)
+  return t.end!.call(this, chunk, encoding, callback)
 }
 
-// 'close' follows 'finish' (next tick) and also comes alone when the connection is cut off.
-function onResponseClose(this: TrackedResponse): void {
-  const t = this[TRACKED]
-  const log = t.log
+/**
+ * A tracked response is over ('close' follows 'finish' on the next tick and
+ * also comes alone when the connection is cut off): write its line.
+ */
+export function responseClosed(res: ServerResponse): void {
+  const t = (res as TrackedResponse)[TRACKED]
+  const log = t?.log
   // Node emits 'close' once; an app may emit it again.
   if (log === undefined) return
-  t.log = undefined
-  if (t.timed) t.endNs = process.hrtime.bigint()
-  log.log(t)
+  t!.log = undefined
+  if (t!.timed) t!.endNs = process.hrtime.bigint()
+  log.logLine(t!)
+}
+
+function onResponseClose(this: ServerResponse): void {
+  responseClosed(this)
 }
 
 export class AccessLog {
@@ -309,14 +368,19 @@ export class AccessLog {
   constructor(file: Pick<LogFile, 'write'>, format: string = DEFAULT_ACCESS_LOG_FORMAT) {
     this.file = file
     const compiled = compile(format, 'access-logformat')
-    this.render = compiled.render
+    this.render = compiled.renderLine
     this.usesRemote = compiled.usesRemote
     this.usesTime = compiled.usesTime
   }
 
   /** Write the line of one request. */
   log(entry: AccessLogEntry): void {
-    this.file.write(`${this.render(entry)}\n`)
+    this.logLine(entry)
+  }
+
+  /** @internal the line of a tracked response. */
+  logLine(entry: AccessLogEntry): void {
+    this.file.write(this.render(entry))
   }
 
   /**
@@ -333,12 +397,15 @@ export class AccessLog {
    * Log one request: call it when the request starts, before the app writes
    * anything (the worker calls it once it knows the client from trusted
    * proxy headers). `remoteOf` gives what %(h)s shows; it is called now, and
-   * only when the format shows %(h)s.
+   * only when the format shows %(h)s. With `listen` false the caller calls
+   * responseClosed(res) on the response's 'close' itself (the worker, from
+   * the one 'close' listener it has anyway).
    */
-  track(req: IncomingMessage, res: ServerResponse, remoteOf: (req: IncomingMessage) => string): void {
+  track(req: IncomingMessage, res: ServerResponse, remoteOf: (req: IncomingMessage) => string, listen = true): void {
     const remote = this.usesRemote ? remoteOf(req) : '-'
     // The clock is read only for a format that shows the request time.
     const startNs = this.usesTime ? process.hrtime.bigint() : 0n
+    const own = res instanceof LoggedResponse
     const tracked: Tracked = {
       req,
       res,
@@ -350,13 +417,15 @@ export class AccessLog {
       timed: this.usesTime,
       // Called with the response as `this` (countingWrite, countingEnd): no bound copies per request.
       // eslint-disable-next-line @typescript-eslint/unbound-method
-      write: res.write as WriteFn,
+      write: own ? undefined : (res.write as WriteFn),
       // eslint-disable-next-line @typescript-eslint/unbound-method
-      end: res.end as EndFn,
+      end: own ? undefined : (res.end as EndFn),
     }
     ;(res as TrackedResponse)[TRACKED] = tracked
-    res.write = countingWrite as ServerResponse['write']
-    res.end = countingEnd as ServerResponse['end']
-    res.on('close', onResponseClose)
+    if (!own) {
+      res.write = countingWrite as ServerResponse['write']
+      res.end = countingEnd as ServerResponse['end']
+    }
+    if (listen) res.on('close', onResponseClose)
   }
 }

@@ -32,7 +32,13 @@ export interface RequestTotals {
   inflight: number
 }
 
-const STARTED = Symbol('sdserve.started')
+/**
+ * The start time (performance.now()) a counted response carries. A response
+ * class may declare it as a field (the worker's does), so that counting
+ * does not add a property to each response, which would change its hidden
+ * class.
+ */
+export const STARTED = Symbol('sdserve.started')
 type CountedResponse = ServerResponse & { [STARTED]: number }
 
 export class RequestCounters {
@@ -41,6 +47,13 @@ export class RequestCounters {
   private seconds = 0
   /** Responses not ended yet: a drain ends the event streams among them (lib/http/long-lived.ts). */
   private readonly open = new Set<ServerResponse>()
+
+  /**
+   * Called with each ended response, after it is counted, from the same
+   * 'close' listener: one listener per response for what the worker does
+   * when a response is over (its access log line).
+   */
+  afterEnd: ((res: ServerResponse) => void) | undefined = undefined
 
   /** Count a request when it starts; its response's 'close' ends it. */
   start(res: ServerResponse): void {
@@ -57,6 +70,7 @@ export class RequestCounters {
     const counters = this
     this.onClose = function (this: ServerResponse) {
       counters.end(this)
+      counters.afterEnd?.(this)
     }
   }
 

@@ -10,6 +10,8 @@ import {
   DEFAULT_ACCESS_LOG_FORMAT,
   escapeLogValue,
   formatLogTime,
+  LoggedResponse,
+  responseClosed,
   type AccessLogEntry,
 } from '../../lib/http/access-log.js'
 import { LogFile } from '../../lib/log-file.js'
@@ -32,9 +34,10 @@ async function serve(
   handler: RequestListener,
   format = DEFAULT_ACCESS_LOG_FORMAT,
   remoteOf?: (req: IncomingMessage) => string,
+  Response?: typeof ServerResponse,
 ): Promise<Served> {
   const lines: string[] = []
-  const server = createServer(handler)
+  const server = Response === undefined ? createServer(handler) : createServer({ ServerResponse: Response }, handler)
   new AccessLog({ write: (l) => lines.push(l) }, format).attach(server, remoteOf)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => {
@@ -67,6 +70,16 @@ function entry(
 }
 
 const render = (format: string, e: AccessLogEntry): string => compileAccessLogFormat(format)(e)
+
+/**
+ * A test run twice: on a server with node's ServerResponse (each response's
+ * write and end patched) and on one with LoggedResponse (the worker's
+ * servers: the class counts).
+ */
+function bothClasses(name: string, fn: (t: Test, Response: typeof ServerResponse | undefined) => Promise<void>): void {
+  t.test(name, (t) => fn(t, undefined))
+  t.test(`${name} (LoggedResponse)`, (t) => fn(t, LoggedResponse))
+}
 
 t.test("the seed's format, a real server and client, through a LogFile", async (t) => {
   const path = join(shortTmp(t), 'access.log')
@@ -214,7 +227,7 @@ t.test('values are escaped: a line cannot be forged', async (t) => {
   t.match(await s.line(1), new RegExp(String.raw`^127\.0\.0\.1 - - ${TIME} "GET /a\\"b\\\\c\?x=\\"y\\" HTTP/1\.1" 200 2 "r\\"" "a\\"b\\\\c\\x09d\\xC3\\xA9"\n$`))
 })
 
-t.test('body bytes: chunked, content-length, HEAD, 304, 204, writes after the end', async (t) => {
+bothClasses('body bytes: chunked, content-length, HEAD, 304, 204, writes after the end', async (t, Response) => {
   const s = await serve(
     t,
     (req, res) => {
@@ -251,6 +264,8 @@ t.test('body bytes: chunked, content-length, HEAD, 304, 204, writes after the en
       }
     },
     '%(U)s %(s)s %(B)s %(b)s %({content-length}o)s',
+    undefined,
+    Response,
   )
   const chunked = await get({ port: s.port, path: '/chunked' })
   t.equal(chunked.headers['transfer-encoding'], 'chunked')
@@ -278,8 +293,8 @@ t.test('body bytes: chunked, content-length, HEAD, 304, 204, writes after the en
   t.equal(fn(entry({ method: 'HEAD' }, {}, { bytes: 5 })), '0')
 })
 
-t.test('keep-alive and pipelined requests: one line each, each with its own bytes', async (t) => {
-  const s = await serve(t, (req, res) => res.end(String(req.url).slice(1)), '%(U)s %(B)s')
+bothClasses('keep-alive and pipelined requests: one line each, each with its own bytes', async (t, Response) => {
+  const s = await serve(t, (req, res) => res.end(String(req.url).slice(1)), '%(U)s %(B)s', undefined, Response)
   await new Promise<void>((resolve, reject) => {
     const socket = connect(s.port, '127.0.0.1', () => {
       socket.write('GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /bbbb HTTP/1.1\r\nHost: x\r\n\r\nGET /cc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
@@ -292,7 +307,7 @@ t.test('keep-alive and pipelined requests: one line each, each with its own byte
   t.same(s.lines, ['/a 1\n', '/bbbb 4\n', '/cc 2\n'])
 })
 
-t.test('a client that disconnects mid-response: logged with the status and bytes sent so far', async (t) => {
+bothClasses('a client that disconnects mid-response: logged with the status and bytes sent so far', async (t, Response) => {
   let closed!: () => void
   const serverSawClose = new Promise<void>((resolve) => (closed = resolve))
   const s = await serve(t, (_req, res) => {
@@ -302,7 +317,7 @@ t.test('a client that disconnects mid-response: logged with the status and bytes
       res.write('never sent') // the response is destroyed: not counted
       closed()
     })
-  }, '%(s)s %(B)s "%(r)s" %(h)s')
+  }, '%(s)s %(B)s "%(r)s" %(h)s', undefined, Response)
   await new Promise<void>((resolve, reject) => {
     const req = request({ port: s.port, host: '127.0.0.1', path: '/slow', agent: false }, (res) => {
       res.once('data', () => {
@@ -320,7 +335,7 @@ t.test('a client that disconnects mid-response: logged with the status and bytes
   t.equal(s.lines.length, 1, 'one line')
 })
 
-t.test("a response whose 'close' is emitted again (by an app): still one line", async (t) => {
+bothClasses("a response whose 'close' is emitted again (by an app): still one line", async (t, Response) => {
   let again!: () => void
   const emittedAgain = new Promise<void>((resolve) => (again = resolve))
   const s = await serve(t, (_req, res) => {
@@ -331,7 +346,7 @@ t.test("a response whose 'close' is emitted again (by an app): still one line", 
       }),
     )
     res.end('once')
-  }, '%(s)s %(B)s')
+  }, '%(s)s %(B)s', undefined, Response)
   await get({ port: s.port })
   await emittedAgain
   t.same(s.lines, ['200 4\n'])
@@ -419,4 +434,34 @@ t.test('a bad format is a ConfigError naming the option and echoing the format',
   }
   t.throws(() => compileAccessLogFormat('%(x)s', '--access-logformat'), { option: '--access-logformat', message: /^--access-logformat must be/ })
   t.throws(() => new AccessLog({ write: () => undefined }, '%(nope)s'), { name: 'ConfigError', option: 'access-logformat' })
+})
+
+t.test('LoggedResponse: counts in its own write() and end(), adds nothing to the response; the caller may end the tracking', async (t) => {
+  const lines: string[] = []
+  const log = new AccessLog({ write: (l) => lines.push(l) }, '%(U)s %(B)s')
+  const own: string[] = []
+  const server = createServer({ ServerResponse: LoggedResponse }, (req, res) => {
+    if (req.url === '/untracked') {
+      res.write('not')
+      res.end('logged')
+      return
+    }
+    // The caller writes the line itself ('close' listener of its own): listen = false.
+    log.track(req, res, () => '-', false)
+    res.on('close', () => responseClosed(res))
+    res.on('close', () => responseClosed(res)) // twice: still one line
+    res.write('ab')
+    res.end('cd')
+    own.push(...Object.getOwnPropertyNames(res).filter((k) => k === 'write' || k === 'end'))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const { port } = server.address() as AddressInfo
+  t.equal((await get({ port, path: '/untracked' })).body, 'notlogged')
+  t.equal((await get({ port, path: '/tracked' })).body, 'abcd')
+  await waitFor(() => lines.length === 1, 'the line')
+  t.same(lines, ['/tracked 4\n'])
+  t.same(own, [], 'write and end are the class\'s, not the response\'s own')
+  responseClosed({} as ServerResponse) // a response never tracked: nothing
+  t.equal(lines.length, 1)
 })

@@ -54,3 +54,26 @@ t.test('counts each ended request once, by status class and duration bucket', as
   t.ok(s.seconds >= 0.06, 'the durations add up to at least the slow one')
   t.not(counters.snapshot().responses, s.responses, 'a snapshot is a copy')
 })
+
+t.test('afterEnd: called with each ended response, after it is counted, from the same listener', async (t) => {
+  const counters = new RequestCounters()
+  const seen: Array<[number, number]> = []
+  counters.afterEnd = (res) => seen.push([res.statusCode, counters.snapshot().responses[1]!])
+  const server = createServer((_req, res) => {
+    counters.start(res)
+    res.end('ok')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve, reject) => {
+    request({ port, host: '127.0.0.1', agent: false }, (res) => {
+      res.resume()
+      res.on('end', resolve)
+    })
+      .on('error', reject)
+      .end()
+  })
+  for (let i = 0; i < 200 && seen.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.same(seen, [[200, 1]], 'one call, the request already counted')
+})
