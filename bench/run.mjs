@@ -24,6 +24,7 @@
 //   BENCH_SCALING_IDLE [10] seconds over which the master's idle CPU is measured, per count
 //   BENCH_SCALING_RELOADS [3] reloads timed per count (the median is reported)
 //   BENCH_OUT [bench/results] where latest.{md,json,svg} and latest-scaling.svg go
+//   BENCH_SDSERVE_ARGS []   more sdserve options for every sdserve configuration (e.g. "--boot-nice 0")
 //   BENCH_NO_INSTALL [0]    1: never apt-get install missing tools
 //   BENCH_NOISE_LIMIT []    run a measurement again (after 5 s) when other processes used
 //                           more than this many cores during it (BENCH_NOISE_RETRIES [2] times)

@@ -75,10 +75,13 @@ function nodeServer(file, args) {
   return (port) => ({ cmd: process.execPath, args: [join(SERVERS, file), String(port), ...args] })
 }
 
+/** BENCH_SDSERVE_ARGS: more sdserve options for every sdserve configuration (e.g. --boot-nice 0), split on white space. */
+const EXTRA_ARGS = (process.env.BENCH_SDSERVE_ARGS ?? '').split(/\s+/).filter(Boolean)
+
 function sdserve(extra) {
   return (port, tmp) => ({
     cmd: process.execPath,
-    args: [CLI, '-w', '2', '-b', `127.0.0.1:${port}`, ...extra(tmp), HANDLER],
+    args: [CLI, '-w', '2', '-b', `127.0.0.1:${port}`, ...extra(tmp), ...EXTRA_ARGS, HANDLER],
     // a directory with no sdserve.config.* of a developer in it
     cwd: tmp,
   })

@@ -49,12 +49,15 @@ const read = (path: string): string => {
   }
 }
 
+/** Whether a process may set a priority as high as `nice`: root, RLIMIT_NICE n (nice values down to 20 - n), or CAP_SYS_NICE. */
+export function mayRaise(nice: number, euid: number | undefined, limits: string, status: string): boolean {
+  return euid === 0 || niceLimit(limits) >= 20 - nice || hasSysNice(status)
+}
+
 export const SYSTEM_PRIORITY: PrioritySystem = {
   getPriority: (pid) => getPriority(pid),
   setPriority: (pid, priority) => setPriority(pid, priority),
-  // RLIMIT_NICE n allows nice values down to 20 - n (setpriority(2)).
-  mayRaiseTo: (nice) =>
-    process.geteuid?.() === 0 || niceLimit(read('/proc/self/limits')) >= 20 - nice || hasSysNice(read('/proc/self/status')),
+  mayRaiseTo: (nice) => mayRaise(nice, process.geteuid?.(), read('/proc/self/limits'), read('/proc/self/status')),
 }
 
 export class BootPriority {

@@ -173,6 +173,11 @@ WatchdogSec=${watchdog}s
 # /run/${o.name}: the pid file and the control socket (\`sdserve ctl\`). Not for a
 # listening socket: it goes away when the service stops.
 RuntimeDirectory=${o.name}
+# /var/cache/${o.name}: V8's compile cache of sdserve and the app, kept across restarts.
+CacheDirectory=${o.name}
+# A worker of a reload boots at a lower priority (--boot-nice); this lets it
+# come back to nice 0 once it listens (and no higher).
+LimitNICE=+0
 
 ${HARDENING}
 

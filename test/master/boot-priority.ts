@@ -1,8 +1,9 @@
 import t from 'tap'
-import { BootPriority, hasSysNice, niceLimit, type PrioritySystem } from '../../lib/master/boot-priority.js'
+import { BootPriority, hasSysNice, mayRaise, niceLimit, SYSTEM_PRIORITY, type PrioritySystem } from '../../lib/master/boot-priority.js'
 import { Logger } from '../../lib/logger.js'
 import { cli, get, root, shortTmp, spawnTracked, freePort, waitForOutput } from '../helpers/proc.js'
 import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 
 function capture(): { log: Logger; lines: string[] } {
   const lines: string[] = []
@@ -32,6 +33,19 @@ t.test('/proc parsing: RLIMIT_NICE and CAP_SYS_NICE', async (t) => {
   t.equal(hasSysNice('CapEff:\t0000000000800000\n'), true, 'bit 23 alone')
   t.equal(hasSysNice('CapEff:\t0000000000000000\n'), false)
   t.equal(hasSysNice(''), false)
+})
+
+t.test('who may come back up: root, RLIMIT_NICE, CAP_SYS_NICE', async (t) => {
+  const limits = (n: number): string => `Max nice priority         ${n}                    ${n}\n`
+  const caps = (hex: string): string => `CapEff:\t${hex}\n`
+  t.equal(mayRaise(0, 0, limits(0), caps('0')), true, 'root')
+  t.equal(mayRaise(0, 1000, limits(20), caps('0')), true, 'LimitNICE=+0 allows nice 0')
+  t.equal(mayRaise(0, 1000, limits(19), caps('0')), false, 'but not 19')
+  t.equal(mayRaise(5, 1000, limits(15), caps('0')), true, 'a master at nice 5 needs 15')
+  t.equal(mayRaise(0, 1000, limits(0), caps('800000')), true, 'CAP_SYS_NICE')
+  t.equal(mayRaise(0, undefined, limits(0), caps('0')), false)
+  // This process, as it is: root in the tests, which may always.
+  t.equal(SYSTEM_PRIORITY.mayRaiseTo(0), mayRaise(0, process.geteuid?.(), readFileSync('/proc/self/limits', 'utf8'), readFileSync('/proc/self/status', 'utf8')))
 })
 
 t.test('a worker booting while others serve is lowered, then raised back when it listens', async (t) => {
