@@ -144,7 +144,7 @@ t.test('--print-config merges flags, SDSERVE_CMD_ARGS and the config file', asyn
     backlog: 100,
     balance: 'shared',
     bind: ['127.0.0.1:8200', '[::1]:8200'],
-    bootNice: 10,
+    bootNice: 0,
     bootTimeout: null,
     chdir: null,
     config: join(dir, 'sdserve.config.json'),

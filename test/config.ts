@@ -674,7 +674,7 @@ t.test('start-up and reload options: --boot-nice, --warm-up, --warm-up-count', a
   })
   t.same(validateOptions({ warmUp: '/one' }, ORIGIN_COMMAND_LINE).warmUp, ['/one'], 'one request from a config file')
   t.same(DEFAULTS.warmUp, [])
-  t.equal(DEFAULTS.bootNice, 10)
+  t.equal(DEFAULTS.bootNice, 0)
   for (const bad of ['20', '-1', 'low'])
     t.throws(() => validateOptions({ bootNice: bad }, ORIGIN_COMMAND_LINE), { message: /^--boot-nice must be an integer from 0 to 19, got / }, bad)
   for (const bad of ['x', 'get /', 'GET  /', 'GET /a b', '/a\n', 3, [3], { path: '/' }])

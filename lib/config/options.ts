@@ -200,7 +200,7 @@ export const OPTION_TABLE = {
     flag: 'boot-nice',
     meta: 'N',
     help: 'boot workers of a reload or a replacement at this much lower priority (nice) until they listen, 0 to 19; 0: none',
-    default: 10,
+    default: 0,
     validate: integer(0, 19, 'an integer from 0 to 19'),
   }),
   /**

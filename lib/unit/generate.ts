@@ -175,8 +175,8 @@ WatchdogSec=${watchdog}s
 RuntimeDirectory=${o.name}
 # /var/cache/${o.name}: V8's compile cache of sdserve and the app, kept across restarts.
 CacheDirectory=${o.name}
-# A worker of a reload boots at a lower priority (--boot-nice); this lets it
-# come back to nice 0 once it listens (and no higher).
+# With --boot-nice, a worker of a reload boots at a lower priority; this lets
+# it come back to nice 0 once it listens (and no higher).
 LimitNICE=+0
 
 ${HARDENING}
