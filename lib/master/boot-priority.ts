@@ -14,13 +14,15 @@
  * so boot scheduling stays off and the start says so at debug level.
  */
 import { getPriority, setPriority } from 'node:os'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import type { Logger } from '../logger.js'
 
 /** What is asked of the system (tests pass a fake). */
 export interface PrioritySystem {
   getPriority(pid?: number): number
   setPriority(pid: number, priority: number): void
+  /** The threads of a process (their ids), for setPriority: on Linux a nice value is a thread's, not the process's. */
+  threads(pid: number): number[]
   /** Whether this process may set a priority as high as `nice`. */
   mayRaiseTo(nice: number): boolean
 }
@@ -58,6 +60,21 @@ export const SYSTEM_PRIORITY: PrioritySystem = {
   getPriority: (pid) => getPriority(pid),
   setPriority: (pid, priority) => setPriority(pid, priority),
   mayRaiseTo: (nice) => mayRaise(nice, process.geteuid?.(), read('/proc/self/limits'), read('/proc/self/status')),
+  threads: (pid) => {
+    try {
+      return readdirSync(`/proc/${pid}/task`).map(Number)
+    } catch {
+      return [] // gone
+    }
+  },
+}
+
+/** Processes whose priority is never changed. */
+const NO_PRIORITY: PrioritySystem = {
+  getPriority: () => 0,
+  setPriority: () => undefined,
+  mayRaiseTo: () => false,
+  threads: () => [],
 }
 
 export class BootPriority {
@@ -68,16 +85,20 @@ export class BootPriority {
   /** Workers lowered and not yet raised back. */
   private readonly lowered = new Set<number>()
 
+  private readonly sys: PrioritySystem
+
+  /** sys undefined (a test's fake processes): boot scheduling is off. */
   constructor(
     private readonly log: Logger,
-    private readonly sys: PrioritySystem | undefined,
+    sys: PrioritySystem | undefined,
   ) {
-    this.base = sys?.getPriority() ?? 0
+    this.sys = sys ?? NO_PRIORITY
+    this.base = this.sys.getPriority()
   }
 
   /** A worker was just spawned: while others serve, it boots `nice` lower (--boot-nice). */
   booting(pid: number, othersServe: boolean, nice: number): void {
-    if (nice === 0 || !othersServe || pid === 0 || this.sys === undefined) return
+    if (nice === 0 || !othersServe || pid === 0) return
     if (this.allowed === undefined) {
       this.allowed = this.sys.mayRaiseTo(this.base)
       if (!this.allowed)
@@ -96,15 +117,24 @@ export class BootPriority {
     this.set(pid, this.base)
   }
 
+  /**
+   * Every thread of the worker: setpriority(2) on a pid changes its main thread
+   * only, and Node's V8 and libuv threads (compiling, collecting garbage) would
+   * keep the lower priority for the worker's life. Threads made later inherit
+   * the value of the thread that makes them.
+   */
   private set(pid: number, nice: number): boolean {
-    try {
-      this.sys?.setPriority(pid, nice)
-      return true
-    } catch (err) {
-      // ESRCH: it is already gone; anything else is logged, and that worker keeps its priority.
-      if ((err as { info?: { code?: string } }).info?.code !== 'ESRCH')
+    const threads = this.sys.threads(pid)
+    for (const tid of threads) {
+      try {
+        this.sys.setPriority(tid, nice)
+      } catch (err) {
+        // ESRCH: that thread (or the worker) is already gone; anything else is logged, and the worker keeps its priority.
+        if ((err as { info?: { code?: string } }).info?.code === 'ESRCH') continue
         this.log.warn(`cannot set the priority of worker pid ${pid} to nice ${nice}: ${(err as Error).message}`)
-      return false
+        return false
+      }
     }
+    return threads.length > 0
   }
 }

@@ -13,6 +13,7 @@ function capture(): { log: Logger; lines: string[] } {
 function fakeSystem(base: number, mayRaise: boolean, fail?: (pid: number) => string | undefined): PrioritySystem & { set: [number, number][] } {
   const sys = {
     set: [] as [number, number][],
+    threads: (pid: number) => (pid === 0 ? [] : [pid]),
     getPriority: () => base,
     setPriority: (pid: number, nice: number) => {
       const code = fail?.(pid)
@@ -74,6 +75,24 @@ t.test('from a niced master: relative to its nice, never past 19', async (t) => 
   t.same(top.set, [], 'a master at 19 has no lower priority to give')
 })
 
+t.test('every thread of the worker; one that is gone meanwhile is skipped; a worker with none left is not lowered', async (t) => {
+  const sys = fakeSystem(0, true, (tid) => (tid === 12 ? 'ESRCH' : undefined))
+  sys.threads = (pid) => (pid === 10 ? [10, 11, 12, 13] : [])
+  const p = new BootPriority(capture().log, sys)
+  p.booting(10, true, 10)
+  p.booting(20, true, 10) // gone before it was lowered
+  p.booted(10)
+  p.booted(20)
+  t.same(sys.set, [
+    [10, 10],
+    [11, 10],
+    [13, 10],
+    [10, 0],
+    [11, 0],
+    [13, 0],
+  ])
+})
+
 t.test('off when a worker could not come back, said once at debug', async (t) => {
   const { log, lines } = capture()
   const sys = fakeSystem(0, false)
@@ -104,24 +123,26 @@ t.test('a worker already gone is no error; another failure is logged and leaves 
 t.test('the real command: with --boot-nice 10 a reload boots at nice 10, serves at 0; the first generation, and the default, at 0', async (t) => {
   const dir = shortTmp(t)
   const app = join(root, 'test/fixtures/apps/nice-app.mjs')
-  const run = async (extra: string[]): Promise<{ atLoad: number; now: number }[]> => {
+  type Seen = { atLoad: number; now: number; threads: number }
+  const run = async (extra: string[]): Promise<Seen[]> => {
     const port = await freePort()
     const child = spawnTracked(t, process.execPath, [cli, '-w', '1', '-b', `127.0.0.1:${port}`, ...extra, app], { cwd: dir })
     await waitForOutput(child, /generation 1\) serving/)
-    const seen = [JSON.parse((await get({ port })).body) as { atLoad: number; now: number }]
+    const seen = [JSON.parse((await get({ port })).body) as Seen]
     child.kill('SIGHUP')
     await waitForOutput(child, /reloaded: generation 2 serving/)
-    seen.push(JSON.parse((await get({ port })).body) as { atLoad: number; now: number })
+    seen.push(JSON.parse((await get({ port })).body) as Seen)
     child.kill('SIGTERM')
     t.equal(await child.exited, 0)
-    return seen.map(({ atLoad, now }) => ({ atLoad, now }))
+    return seen.map(({ atLoad, now, threads }) => ({ atLoad, now, threads }))
   }
+  // Every thread comes back, V8's and libuv's too, not just the main one.
   t.same(await run(['--boot-nice', '10']), [
-    { atLoad: 0, now: 0 },
-    { atLoad: 10, now: 0 },
+    { atLoad: 0, now: 0, threads: 0 },
+    { atLoad: 10, now: 0, threads: 0 },
   ])
   t.same(await run([]), [
-    { atLoad: 0, now: 0 },
-    { atLoad: 0, now: 0 },
+    { atLoad: 0, now: 0, threads: 0 },
+    { atLoad: 0, now: 0, threads: 0 },
   ])
 })
