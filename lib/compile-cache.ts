@@ -56,6 +56,11 @@ export function enableCompileCache(env: NodeJS.ProcessEnv = process.env, api: Co
   return state
 }
 
+/** The state in a log line's words. */
+export function describeCompileCache(state: CompileCacheState): string {
+  return state.enabled ? `compile cache: ${state.directory}` : `no compile cache: ${state.reason}`
+}
+
 /** What enableCompileCache() gave in this process. */
 export function compileCacheState(): CompileCacheState {
   return state

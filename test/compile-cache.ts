@@ -3,7 +3,7 @@ import * as nodeModule from 'node:module'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { compileCacheDirectory, compileCacheState, enableCompileCache, flushCompileCache, type CompileCacheApi } from '../lib/compile-cache.js'
+import { compileCacheDirectory, compileCacheState, describeCompileCache, enableCompileCache, flushCompileCache, type CompileCacheApi } from '../lib/compile-cache.js'
 import { cli, root, shortTmp, spawnTracked, waitForOutput } from './helpers/proc.js'
 
 const STATUS = { FAILED: 0, ENABLED: 1, ALREADY_ENABLED: 2, DISABLED: 3 }
@@ -29,6 +29,11 @@ t.test('the directory: NODE_COMPILE_CACHE is left to Node, else CacheDirectory=,
   t.equal(compileCacheDirectory({ CACHE_DIRECTORY: '/var/cache/app:/var/cache/other' }), '/var/cache/app/node-compile-cache')
   t.equal(compileCacheDirectory({}), undefined)
   t.equal(compileCacheDirectory({ CACHE_DIRECTORY: '' }), undefined)
+})
+
+t.test('the log line', async (t) => {
+  t.equal(describeCompileCache({ enabled: true, directory: '/var/cache/app/node-compile-cache' }), 'compile cache: /var/cache/app/node-compile-cache')
+  t.equal(describeCompileCache({ enabled: false, reason: 'NODE_DISABLE_COMPILE_CACHE is set' }), 'no compile cache: NODE_DISABLE_COMPILE_CACHE is set')
 })
 
 t.test('enabling: every answer Node can give', async (t) => {

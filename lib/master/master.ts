@@ -17,7 +17,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { parseAppSpec } from '../app-spec.js'
-import { compileCacheState } from '../compile-cache.js'
+import { compileCacheState, describeCompileCache } from '../compile-cache.js'
 import { DEFAULTS, workersText, type Config } from '../config.js'
 import { WorkerBootError } from '../errors.js'
 import { canChangeIdentity, workerIdentity } from '../identity.js'
@@ -204,8 +204,7 @@ export class Master extends EventEmitter<MasterEvents> {
 
   private async serveFirst(upgradedFrom: number | undefined): Promise<void> {
     this.log.info(`sdserve ${version()} master ${process.pid}: listening on ${this.sockets.text}; ${workersText(this.config.workers)}`)
-    const cache = compileCacheState()
-    this.log.debug(cache.enabled ? `compile cache: ${cache.directory}` : `no compile cache: ${cache.reason}`)
+    this.log.debug(describeCompileCache(compileCacheState()))
     const generation = await this.bootGeneration(true)
     if (upgradedFrom !== undefined && !this.halted) {
       this.log.info(`binary upgrade: serving; telling the old master (pid ${upgradedFrom})`)

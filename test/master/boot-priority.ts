@@ -46,6 +46,8 @@ t.test('who may come back up: root, RLIMIT_NICE, CAP_SYS_NICE', async (t) => {
   t.equal(mayRaise(0, 1000, limits(0), caps('800000')), true, 'CAP_SYS_NICE')
   t.equal(mayRaise(0, undefined, limits(0), caps('0')), false)
   // This process, as it is: root in the tests, which may always.
+  t.same(SYSTEM_PRIORITY.threads(process.pid).includes(process.pid), true, 'a process lists its main thread')
+  t.same(SYSTEM_PRIORITY.threads(2 ** 22 + 1), [], 'one that is gone has none')
   t.equal(SYSTEM_PRIORITY.mayRaiseTo(0), mayRaise(0, process.geteuid?.(), readFileSync('/proc/self/limits', 'utf8'), readFileSync('/proc/self/status', 'utf8')))
 })
 
