@@ -70,7 +70,7 @@ export const SYSTEM_PRIORITY: PrioritySystem = {
 }
 
 /** Processes whose priority is never changed. */
-const NO_PRIORITY: PrioritySystem = {
+export const NO_PRIORITY: PrioritySystem = {
   getPriority: () => 0,
   setPriority: () => undefined,
   mayRaiseTo: () => false,

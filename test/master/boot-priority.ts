@@ -1,5 +1,5 @@
 import t from 'tap'
-import { BootPriority, hasSysNice, mayRaise, niceLimit, SYSTEM_PRIORITY, type PrioritySystem } from '../../lib/master/boot-priority.js'
+import { BootPriority, hasSysNice, mayRaise, niceLimit, NO_PRIORITY, SYSTEM_PRIORITY, type PrioritySystem } from '../../lib/master/boot-priority.js'
 import { Logger } from '../../lib/logger.js'
 import { cli, get, root, shortTmp, spawnTracked, freePort, waitForOutput } from '../helpers/proc.js'
 import { join } from 'node:path'
@@ -107,6 +107,8 @@ t.test('off when a worker could not come back, said once at debug', async (t) =>
   const none = new BootPriority(log, undefined)
   none.booting(5, true, 10)
   none.booted(5)
+  // Without a priority system (a test's fake processes), nothing is ever changed.
+  t.same([NO_PRIORITY.getPriority(), NO_PRIORITY.mayRaiseTo(0), NO_PRIORITY.threads(1), NO_PRIORITY.setPriority(1, 10)], [0, false, [], undefined])
 })
 
 t.test('a worker already gone is no error; another failure is logged and leaves it be', async (t) => {
