@@ -36,7 +36,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { installCleanup, rssOfServer, cpuOfTree, freePort, machineBusy, start, stop, tree } from './lib/proc.mjs'
 import { configurations, launch, shutdown, sdserveHas, nginxBinary, ROOT, CLI, RUN_ORDER, until200, serverEnv, scrapeMetrics } from './lib/servers.mjs'
-import { runWrk, busiestShare, failures } from './lib/wrk.mjs'
+import { runWrk, busiestShare, failures, loadInBackground } from './lib/wrk.mjs'
 import { renderMarkdown, renderSvg, analyse } from './lib/report.mjs'
 import { ensureNpmTools } from './lib/npm-tools.mjs'
 import { pm2Configuration, pm2ReloadUnderLoad } from './lib/pm2.mjs'
@@ -377,27 +377,22 @@ async function reloadUnderLoad(config, result) {
       const steady = await runWrk(wrkOpts({ url: server.url, seconds, close: mode.close }))
       await sleep(300)
       const linesBefore = server.child.lines.length
-      const load = runWrk(wrkOpts({ url: server.url, seconds, close: mode.close }))
-      let loadDone = false
-      void load.then(
-        () => (loadDone = true),
-        () => (loadDone = true),
-      )
+      const load = loadInBackground(wrkOpts({ url: server.url, seconds, close: mode.close }))
       await sleep(1000)
       let sent = 0
       let peakMaster = 0
       const reloaded = () => server.child.lines.slice(linesBefore).filter((l) => /reloaded: generation \d+ serving|reload failed/.test(l.text)).length
-      while (sent < opts.reloads && !loadDone) {
+      while (sent < opts.reloads && !load.done()) {
         const tick = Date.now()
         process.kill(master, 'SIGHUP')
         sent++
         // One reload at a time: a HUP during a reload is queued and coalesced by sdserve.
-        while (reloaded() < sent && !loadDone) await sleep(10)
+        while (reloaded() < sent && !load.done()) await sleep(10)
         peakMaster = Math.max(peakMaster, rssOfServer(master).master ?? 0)
         const left = opts.reloadInterval * 1000 - (Date.now() - tick)
         if (left > 0 && sent < opts.reloads) await sleep(left)
       }
-      const during = await load
+      const during = await load.result
       const fresh = server.child.lines.slice(linesBefore)
       const after = fresh.map((l) => l.text)
       // How long each reload took under load: the master's "reloading" line to its "reloaded" line.

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { adopt, rssOfServer, start, stop, tree } from './proc.mjs'
 import { ROOT, serverEnv, until200 } from './servers.mjs'
-import { runWrk, failures } from './wrk.mjs'
+import { runWrk, failures, loadInBackground } from './wrk.mjs'
 
 export const PM2_VERSION = '7.0.4'
 const PM2_CLI = join(ROOT, 'node_modules/pm2/bin/pm2')
@@ -124,18 +124,13 @@ export async function pm2ReloadUnderLoad(config, { opts, modes, wrkOpts, freshTm
       await sleep(300)
       const steady = await runWrk(wrkOpts({ url: server.url, seconds, close: mode.close }))
       await sleep(300)
-      const load = runWrk(wrkOpts({ url: server.url, seconds, close: mode.close }))
-      let loadDone = false
-      void load.then(
-        () => (loadDone = true),
-        () => (loadDone = true),
-      )
+      const load = loadInBackground(wrkOpts({ url: server.url, seconds, close: mode.close }))
       await sleep(1000)
       let sent = 0
       let peak = 0
       const took = []
       const failedOutputs = []
-      while (sent < opts.reloads && !loadDone) {
+      while (sent < opts.reloads && !load.done()) {
         const tick = Date.now()
         sent++
         const r = await pm2(['reload', NAME], server.env)
@@ -145,7 +140,7 @@ export async function pm2ReloadUnderLoad(config, { opts, modes, wrkOpts, freshTm
         const left = opts.reloadInterval * 1000 - (Date.now() - tick)
         if (left > 0 && sent < opts.reloads) await sleep(left)
       }
-      const during = await load
+      const during = await load.result
       const entry = {
         config: config.id,
         mode: mode.id,

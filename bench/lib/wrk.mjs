@@ -86,3 +86,17 @@ export async function runWrk({ url, seconds, connections = 64, threads = 1, clos
   const wrkCpuS = st === null ? undefined : (Number(rest[13]) + Number(rest[14])) / CLK_TCK
   return { ...report, wrkCpuS, raw: text.replace(/^WRKSTAT .*\n?/m, ''), args: ['wrk', ...args].join(' ') }
 }
+
+/**
+ * A wrk run in the background, for load under which something else happens
+ * (reloads): `result` is its promise, `done()` whether it has ended.
+ */
+export function loadInBackground(options) {
+  let ended = false
+  const result = runWrk(options)
+  void result.then(
+    () => (ended = true),
+    () => (ended = true),
+  )
+  return { result, done: () => ended }
+}
