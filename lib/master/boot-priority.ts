@@ -11,7 +11,7 @@
  * raises it back when the worker listens. Raising it back needs root,
  * CAP_SYS_NICE, or an RLIMIT_NICE that allows the master's own nice value
  * (systemd: LimitNICE=+0); without those a worker could never come back,
- * so boot scheduling stays off and the start says so at debug level.
+ * so boot scheduling stays off and the master warns, once.
  */
 import { getPriority, setPriority } from 'node:os'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -23,8 +23,8 @@ export interface PrioritySystem {
   setPriority(pid: number, priority: number): void
   /** The threads of a process (their ids), for setPriority: on Linux a nice value is a thread's, not the process's. */
   threads(pid: number): number[]
-  /** Whether this process may set a priority as high as `nice`. */
-  mayRaiseTo(nice: number): boolean
+  /** Why this process may not set a priority as high as `nice`, or undefined when it may. */
+  whyNotRaiseTo(nice: number): string | undefined
 }
 
 const CAP_SYS_NICE = 23
@@ -51,15 +51,21 @@ const read = (path: string): string => {
   }
 }
 
-/** Whether a process may set a priority as high as `nice`: root, RLIMIT_NICE n (nice values down to 20 - n), or CAP_SYS_NICE. */
-export function mayRaise(nice: number, euid: number | undefined, limits: string, status: string): boolean {
-  return euid === 0 || niceLimit(limits) >= 20 - nice || hasSysNice(status)
+/**
+ * Why a process may not set a priority as high as `nice`, or undefined when it
+ * may: as root, with RLIMIT_NICE n (nice values down to 20 - n), or with
+ * CAP_SYS_NICE.
+ */
+export function whyNotRaise(nice: number, euid: number | undefined, limits: string, status: string): string | undefined {
+  const limit = niceLimit(limits)
+  if (euid === 0 || limit >= 20 - nice || hasSysNice(status)) return undefined
+  return `uid ${euid ?? '?'}, RLIMIT_NICE ${limit} (nice ${20 - Math.max(limit, 1)} at best), no CAP_SYS_NICE`
 }
 
 export const SYSTEM_PRIORITY: PrioritySystem = {
   getPriority: (pid) => getPriority(pid),
   setPriority: (pid, priority) => setPriority(pid, priority),
-  mayRaiseTo: (nice) => mayRaise(nice, process.geteuid?.(), read('/proc/self/limits'), read('/proc/self/status')),
+  whyNotRaiseTo: (nice) => whyNotRaise(nice, process.geteuid?.(), read('/proc/self/limits'), read('/proc/self/status')),
   threads: (pid) => {
     try {
       return readdirSync(`/proc/${pid}/task`).map(Number)
@@ -73,7 +79,7 @@ export const SYSTEM_PRIORITY: PrioritySystem = {
 export const NO_PRIORITY: PrioritySystem = {
   getPriority: () => 0,
   setPriority: () => undefined,
-  mayRaiseTo: () => false,
+  whyNotRaiseTo: () => 'no priorities',
   threads: () => [],
 }
 
@@ -100,11 +106,13 @@ export class BootPriority {
   booting(pid: number, othersServe: boolean, nice: number): void {
     if (nice === 0 || !othersServe || pid === 0) return
     if (this.allowed === undefined) {
-      this.allowed = this.sys.mayRaiseTo(this.base)
-      if (!this.allowed)
-        this.log.debug(
-          `boot scheduling is off: a worker at a lower priority could not come back to nice ${this.base} ` +
-            '(root, CAP_SYS_NICE or LimitNICE=+0 would allow it)',
+      const why = this.sys.whyNotRaiseTo(this.base)
+      this.allowed = why === undefined
+      // Warned, once: --boot-nice was asked for and does nothing.
+      if (why !== undefined && this.sys !== NO_PRIORITY)
+        this.log.warn(
+          `--boot-nice ${nice} is off: a worker at a lower priority could not come back to nice ${this.base} (${why}); ` +
+            'root, CAP_SYS_NICE or LimitNICE=+0 would allow it (systemd sets LimitNICE= only where it holds CAP_SYS_RESOURCE)',
         )
     }
     const lower = Math.min(19, this.base + nice)

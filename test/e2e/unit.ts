@@ -3,8 +3,8 @@
 // unit with systemctl cat) finds no error or warning in them, `systemctl reload`
 // serves a new generation and `systemctl stop` ends with Result=success. The
 // nginx block it writes passes `nginx -t` and proxies to the app.
-import t from 'tap'
-import { container, getApp, inNetns, installApp, must, prop, run, until, untilState, workerPid } from './helpers/container.js'
+import t, { type Test } from 'tap'
+import { container, getApp, inNetns, installApp, journal, must, prop, run, until, untilState, workerPid, writeInto } from './helpers/container.js'
 
 const c = container()
 const sdserve = '/srv/app/node_modules/.bin/sdserve'
@@ -75,6 +75,73 @@ t.test('the generated nginx block passes nginx -t and proxies to the app', async
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /^hello from worker \d+: client 127\.0\.0\.2 over http\n$/, 'nginx forwarded the client')
   await must(c, ['systemctl', 'stop', 'nginx.service'])
+})
+
+// The niceness of every thread of the master's children: [pid, nice] per thread.
+async function childThreads(mainPid: string): Promise<Array<[number, number]>> {
+  const r = await run(c, ['ps', '-L', '-o', 'pid=,ni=', '--ppid', mainPid])
+  return r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => l.trim().split(/\s+/).map(Number) as [number, number])
+}
+
+const bootNice = (extra: string): string =>
+  '[Service]\n' +
+  // A long warm-up keeps the new workers booting long enough to be seen at nice 10.
+  'Environment="SDSERVE_CMD_ARGS=--boot-nice 10 --warm-up / --warm-up-count 20000"\n' +
+  extra
+
+async function restartWith(dropIn: string): Promise<string> {
+  await must(c, ['mkdir', '-p', '/etc/systemd/system/app.service.d'])
+  writeInto(c, '/etc/systemd/system/app.service.d/boot-nice.conf', dropIn)
+  await must(c, ['systemctl', 'daemon-reload'])
+  await must(c, ['systemctl', 'restart', 'app.service'], 120_000)
+  return prop(c, 'app.service', 'MainPID')
+}
+
+const nices = async (mainPid: string): Promise<number[]> => [...new Set((await childThreads(mainPid)).map(([, ni]) => ni))]
+const offWarning = (m: string): boolean => m.includes('--boot-nice 10 is off')
+
+/** A reload of the service at MAINPID: its new workers boot at nice 10 (every thread) and serve at 0. */
+async function reloadSeenAtNice10(t: Test, mainPid: string): Promise<void> {
+  t.same(await nices(mainPid), [0], 'the first generation boots at full priority')
+  const warnedBefore = (await journal(c, 'app.service')).filter((e) => offWarning(e.MESSAGE)).length
+  // --no-block: a Type=notify-reload reload returns only once the new generation serves.
+  await must(c, ['systemctl', 'reload', '--no-block', 'app.service'])
+  const lowered = await until('a new worker at nice 10', async () => {
+    const threads = await childThreads(mainPid)
+    return threads.some(([, ni]) => ni === 10) ? threads : undefined
+  }, 300)
+  t.ok(lowered.filter(([, ni]) => ni === 10).length > 1, 'every thread of the booting worker, not only its main thread')
+  await until('generation 2 to serve', async () => (/^2 of 2 workers serving \(generation 2\)/.test(await prop(c, 'app.service', 'StatusText')) ? true : undefined), 1200)
+  await until('the old workers to exit', async () => (new Set((await childThreads(mainPid)).map(([pid]) => pid)).size === 2 ? true : undefined))
+  t.same(await nices(mainPid), [0], 'the new workers serve at nice 0, every thread')
+  t.equal((await journal(c, 'app.service')).filter((e) => offWarning(e.MESSAGE)).length, warnedBefore, 'no warning that boot scheduling is off')
+}
+
+t.test('--boot-nice under DynamicUser= with CAP_SYS_NICE: a reloaded worker boots at nice 10 and serves at 0', async (t) => {
+  const mainPid = await restartWith(bootNice('CapabilityBoundingSet=CAP_SYS_NICE\nAmbientCapabilities=CAP_SYS_NICE\n'))
+  await reloadSeenAtNice10(t, mainPid)
+})
+
+t.test('--boot-nice under DynamicUser= with the unit\'s LimitNICE=+0', async (t) => {
+  const mainPid = await restartWith(bootNice(''))
+  // systemd raises a hard limit only where it holds CAP_SYS_RESOURCE, which a
+  // container may lack; it then starts the service with the limit it has.
+  const limit = /^Max nice priority\s+(\d+)/m.exec(await must(c, ['cat', `/proc/${mainPid}/limits`]))?.[1]
+  if (limit !== '20') {
+    t.equal(limit, '0', 'the limit systemd could not raise')
+    await must(c, ['systemctl', 'reload', 'app.service'], 120_000)
+    const warnings = (await journal(c, 'app.service')).filter((e) => offWarning(e.MESSAGE))
+    t.match(warnings.at(-1)?.MESSAGE, /--boot-nice 10 is off: a worker at a lower priority could not come back to nice 0 \(uid \d+, RLIMIT_NICE 0 \(nice 19 at best\), no CAP_SYS_NICE\)/, 'the master warns, with the reason')
+    t.equal(warnings.at(-1)?.PRIORITY, '4', 'at warning level')
+    t.same(await nices(mainPid), [0], 'no worker was left at a lower priority')
+    t.comment('this host\'s systemd cannot set LimitNICE= (no CAP_SYS_RESOURCE): checked that boot scheduling stays off and says why')
+  } else await reloadSeenAtNice10(t, mainPid)
+  await must(c, ['rm', '-r', '/etc/systemd/system/app.service.d'])
+  await must(c, ['systemctl', 'daemon-reload'])
 })
 
 t.test('systemctl stop ends with Result=success', async (t) => {
