@@ -183,7 +183,9 @@ t.test('USR2 after the config file changed --balance: the old slot sockets are c
 })
 
 t.test('USR2 refused while a reload runs and while stopping', async (t) => {
-  const s = await start(t, ['--boot-timeout', '2'])
+  // The reload's workers fail at the boot timeout; it leaves the first
+  // generation 10 s to boot, on a loaded machine too.
+  const s = await start(t, ['--boot-timeout', '10'])
   s.setVersion('hang') // the reload's workers never finish booting
   s.child.kill('SIGHUP')
   await waitForOutput(s.child, /\] reloading\n/)
