@@ -16,7 +16,7 @@ export type Severity = 'error' | 'warning' | 'info'
 
 export interface Finding {
   severity: Severity
-  /** Which check: type, notify-access, exec-reload, exec-start, timeout-stop, kill-mode, runtime-directory, watchdog, restart. */
+  /** Which check: type, notify-access, exec-reload, exec-start, timeout-stop, kill-mode, runtime-directory, watchdog, restart, boot-nice. */
   check: string
   message: string
   /** One line: what to set. */
@@ -147,6 +147,51 @@ function checkRestart(unit: Unit, out: Finding[]): void {
     out.push(finding('warning', 'restart', at, `${at === undefined ? 'no Restart=' : 'Restart=no'}: a master that crashes or misses the watchdog stays down`, 'Restart=on-failure'))
 }
 
+const YES = /^(1|yes|true|on)$/i
+
+/**
+ * The lowest nice value LimitNICE= lets a process set, as systemd reads it:
+ * +N or -N is a nice value, a bare number the raw limit (0-40, nice 20 - N;
+ * 0 is as 1), infinity no limit; of SOFT:HARD the soft one counts. Undefined
+ * when it is none of those (systemd then ignores the line and says so).
+ */
+export function niceFloorOf(limitNice: string): number | undefined {
+  const soft = (limitNice.split(':')[0] as string).trim()
+  if (soft === 'infinity') return -20
+  if (/^[+-][0-9]+$/.test(soft)) return Number(soft)
+  if (/^[0-9]+$/.test(soft)) return 20 - Math.max(Number(soft), 1)
+  return undefined
+}
+
+/**
+ * --boot-nice lowers a booting worker and raises it back once it listens:
+ * as another user than root, that takes a LimitNICE= down to the master's
+ * nice value or CAP_SYS_NICE, else sdserve leaves boot scheduling off.
+ */
+function checkBootNice(unit: Unit, timers: SdserveTimers, exec: Assignment | undefined, out: Finding[]): void {
+  if (timers.bootNice <= 0) return
+  const user = setting(unit, 'Service', 'User')?.value
+  const dynamic = YES.test(setting(unit, 'Service', 'DynamicUser')?.value ?? '')
+  if (!dynamic && (user === undefined || user === 'root' || user === '0')) return
+  if (effective(unit, 'Service', 'AmbientCapabilities').some((a) => !a.value.startsWith('~') && /\bCAP_SYS_NICE\b/.test(a.value))) return
+  const base = Number(setting(unit, 'Service', 'Nice')?.value ?? 0) || 0
+  const limit = setting(unit, 'Service', 'LimitNICE')
+  const floor = limit === undefined ? 19 : niceFloorOf(limit.value)
+  if (floor === undefined || floor <= base) return
+  const who = dynamic ? 'DynamicUser=yes' : `User=${user as string}`
+  const has = limit === undefined ? 'no LimitNICE=' : `LimitNICE=${limit.value}`
+  const want = `LimitNICE=${base >= 0 ? '+' : ''}${base}`
+  out.push(
+    finding(
+      'warning',
+      'boot-nice',
+      limit ?? exec,
+      `--boot-nice ${timers.bootNice} with ${who} and ${has}: a worker at a lower priority could not come back to nice ${base}, so sdserve leaves boot scheduling off`,
+      `${want} (or AmbientCapabilities=CAP_SYS_NICE)`,
+    ),
+  )
+}
+
 /** Every finding about the unit, in the order of the README's list. */
 export function checkUnit(unit: Unit, ctx: CheckContext = {}): Finding[] {
   if (!unit.assignments.some((a) => a.section === 'Service'))
@@ -160,5 +205,6 @@ export function checkUnit(unit: Unit, ctx: CheckContext = {}): Finding[] {
   checkRuntimeDirectory(unit, timers, at, out)
   checkWatchdog(unit, timers, out)
   checkRestart(unit, out)
+  checkBootNice(unit, timers, at, out)
   return out
 }

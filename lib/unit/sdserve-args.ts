@@ -65,6 +65,8 @@ export interface SdserveTimers {
   timeout: number
   /** Seconds a worker may take to boot: --boot-timeout, else what sdserve derives from --timeout. */
   boot: number
+  /** How much lower a worker of a reload boots (--boot-nice; 0: off), which the unit must let it come back from. */
+  bootNice: number
   /** --pid, if given. */
   pid?: string
   /** --control-socket, if given. */
@@ -91,6 +93,7 @@ export function timersOf(args: readonly string[]): SdserveTimers {
     gracefulTimeout,
     timeout,
     boot,
+    bootNice: secondsOr(v.get('boot-nice'), DEFAULTS.bootNice),
     ...(pid === undefined ? {} : { pid }),
     ...(controlSocket === undefined ? {} : { controlSocket }),
   }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkUnit, type Finding } from '../../lib/doctor/checks.js'
+import { checkUnit, niceFloorOf, type Finding } from '../../lib/doctor/checks.js'
 import { parseUnitFile } from '../../lib/doctor/parse-unit.js'
 
 /** A unit that passes: each bad unit below changes one thing. */
@@ -82,6 +82,24 @@ const BAD: Bad[] = [
   { name: 'no ExecStart=', changes: { ExecStart: undefined }, severity: 'error', check: 'exec-start', message: /^no ExecStart=$/, fix: /sdserve/ },
   { name: 'Restart=no', changes: { Restart: 'no' }, severity: 'warning', check: 'restart', message: /^Restart=no: a master that crashes/, fix: /^Restart=on-failure$/ },
   { name: 'no Restart=', changes: { Restart: undefined }, severity: 'warning', check: 'restart', message: /^no Restart=/, fix: /^Restart=on-failure$/ },
+  {
+    name: '--boot-nice with DynamicUser= and no LimitNICE=',
+    changes: { DynamicUser: 'yes', ExecStart: 'sdserve --boot-nice 10 --pid /run/app/p app.mjs' },
+    severity: 'warning',
+    check: 'boot-nice',
+    message: /^--boot-nice 10 with DynamicUser=yes and no LimitNICE=: a worker at a lower priority could not come back to nice 0, so sdserve leaves boot scheduling off$/,
+    fix: /^LimitNICE=\+0 \(or AmbientCapabilities=CAP_SYS_NICE\)$/,
+    line: 7,
+  },
+  {
+    name: '--boot-nice with User= and a LimitNICE= short of the unit\'s Nice=',
+    changes: { User: 'app', Nice: '-5', LimitNICE: '+0', ExecStart: 'sdserve --boot-nice=5 --pid /run/app/p app.mjs' },
+    severity: 'warning',
+    check: 'boot-nice',
+    message: /^--boot-nice 5 with User=app and LimitNICE=\+0: .*could not come back to nice -5/,
+    fix: /^LimitNICE=-5 /,
+    line: 15,
+  },
 ]
 
 for (const bad of BAD) {
@@ -108,6 +126,24 @@ t.test('without a known systemd version, Type=notify is no note, Type=notify-rel
 t.test('--control-socket without RuntimeDirectory= is fine; a pid file outside /run needs none', async (t) => {
   t.same(check(unitText({ RuntimeDirectory: undefined, ExecStart: 'sdserve --control-socket /var/lib/app/ctl --pid /var/lib/app/pid app.mjs' }), 257).filter((f) => f.check === 'runtime-directory'), [])
   t.same(check(unitText({ RuntimeDirectory: 'app other', ExecStart: 'sdserve --pid /run/other/pid app.mjs' }), 257).filter((f) => f.check === 'runtime-directory'), [], 'one of several directories')
+})
+
+t.test('--boot-nice: no finding as root, with LimitNICE= down to the nice value, or with CAP_SYS_NICE', async (t) => {
+  const bootNice = (changes: Record<string, string>): Finding[] =>
+    check(unitText({ ExecStart: 'sdserve --boot-nice 10 --pid /run/app/p app.mjs', ...changes }), 257).filter((f) => f.check === 'boot-nice')
+  t.same(bootNice({}), [], 'no User=: root')
+  t.same(bootNice({ User: 'root' }), [])
+  t.same(bootNice({ DynamicUser: 'no', User: '0' }), [])
+  t.same(bootNice({ DynamicUser: 'yes', LimitNICE: '+0' }), [])
+  t.same(bootNice({ DynamicUser: 'yes', LimitNICE: '20' }), [], 'the raw limit')
+  t.same(bootNice({ User: 'app', LimitNICE: 'infinity' }), [])
+  t.same(bootNice({ User: 'app', Nice: '5', LimitNICE: '15:20' }), [], 'soft:hard, for a master at nice 5')
+  t.same(bootNice({ User: 'app', AmbientCapabilities: 'CAP_NET_BIND_SERVICE CAP_SYS_NICE' }), [])
+  t.same(bootNice({ User: 'app', LimitNICE: 'lots' }), [], "a value systemd does not read: systemd's own complaint")
+  t.equal(bootNice({ User: 'app', AmbientCapabilities: '~CAP_SYS_NICE' }).length, 1, 'a capability taken away')
+  t.equal(bootNice({ User: 'app', LimitNICE: '19' }).length, 1, 'nice 1 at best')
+  t.same(check(unitText({ DynamicUser: 'yes', ExecStart: 'sdserve --boot-nice 0 app.mjs' })).filter((f) => f.check === 'boot-nice'), [], '--boot-nice 0 is off')
+  t.same([niceFloorOf('+0'), niceFloorOf('-20'), niceFloorOf('0'), niceFloorOf('1'), niceFloorOf('40'), niceFloorOf('infinity'), niceFloorOf(' 20 : 40 '), niceFloorOf('x')], [0, -20, 19, 19, -20, -20, 0, undefined])
 })
 
 t.test('not a service unit', async (t) => {

@@ -22,11 +22,12 @@ t.test('optionValues: long, --flag=value, short, switches; stops at --', async (
 
 t.test('timersOf: defaults, given values, the boot sdserve derives', async (t) => {
   const d = timersOf([])
-  t.same(d, { lameDuck: 0, gracefulTimeout: 30, timeout: 30, boot: 30 })
+  t.same(d, { lameDuck: 0, gracefulTimeout: 30, timeout: 30, boot: 30, bootNice: 0 })
   t.equal(drainOf(d), 30)
   t.equal(watchdogFloorOf(d), 30)
   const g = timersOf(['--lame-duck', '5', '--graceful-timeout', '20', '-t', '5', '--pid', '/run/x/p', '--control-socket', 'none'])
-  t.same(g, { lameDuck: 5, gracefulTimeout: 20, timeout: 5, boot: 10, pid: '/run/x/p', controlSocket: 'none' }, 'the boot is at least 10 s')
+  t.same(g, { lameDuck: 5, gracefulTimeout: 20, timeout: 5, boot: 10, bootNice: 0, pid: '/run/x/p', controlSocket: 'none' }, 'the boot is at least 10 s')
+  t.equal(timersOf(['--boot-nice', '7']).bootNice, 7)
   t.equal(drainOf(g), 25)
   t.equal(timersOf(['--timeout', '0']).boot, 30, '--timeout 0: a boot gets 30 s')
   t.equal(watchdogFloorOf(timersOf(['--timeout', '60', '--boot-timeout', '5'])), 60, '--timeout above the boot')
