@@ -1,7 +1,7 @@
 /** Helpers for process-level tests: every child is killed at teardown, every wait is bounded. */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { Agent, request } from 'node:http'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,9 +25,20 @@ export interface Tracked extends ChildProcess {
   exited: Promise<number | string>
 }
 
-/** Spawn a process that the test's teardown kills (SIGKILL) if it is still running. */
+/**
+ * util-linux's setpriv, which sets the parent-death signal and then execs the
+ * command (the same pid): a test process that tap kills on its timeout runs
+ * no teardown, and its children would be left running.
+ */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p))
+
+/**
+ * Spawn a process that the test's teardown stops (SIGTERM, then SIGKILL) if it
+ * is still running, and that gets SIGTERM if the test process dies first.
+ */
 export function spawnTracked(t: Teardown, cmd: string, args: string[], options: SpawnOptions = {}): Tracked {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options }) as Tracked
+  const [file, argv] = SETPRIV === undefined ? [cmd, args] : [SETPRIV, ['--pdeathsig', 'TERM', '--', cmd, ...args]]
+  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...options }) as Tracked
   let out = ''
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()))
