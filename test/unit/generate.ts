@@ -139,6 +139,7 @@ t.test('every generated service passes the doctor: no error, no warning', async 
     { lameDuck: 15, gracefulTimeout: 60, timeout: 120 },
     { timeout: 0 },
     { extra: ['--boot-timeout', '90', '--access-logfile', '-'] },
+    { extra: ['--boot-nice', '10', '--warm-up', '/'] },
     { binaryUpgrade: true, systemdVersion: 252 },
     { binds: [parseBind('[::]:80')], name: 'web', workers: 'auto' },
   ]
