@@ -110,11 +110,13 @@ async function reloadSeenAtNice10(t: Test, mainPid: string): Promise<void> {
   const warnedBefore = (await journal(c, 'app.service')).filter((e) => offWarning(e.MESSAGE)).length
   // --no-block: a Type=notify-reload reload returns only once the new generation serves.
   await must(c, ['systemctl', 'reload', '--no-block', 'app.service'])
+  // A worker of the reload with every thread at nice 10 (its threads are set one by one).
   const lowered = await until('a new worker at nice 10', async () => {
-    const threads = await childThreads(mainPid)
-    return threads.some(([, ni]) => ni === 10) ? threads : undefined
+    const byPid = new Map<number, number[]>()
+    for (const [pid, ni] of await childThreads(mainPid)) byPid.set(pid, [...(byPid.get(pid) ?? []), ni])
+    return [...byPid.values()].find((nis) => nis.every((ni) => ni === 10))
   }, 300)
-  t.ok(lowered.filter(([, ni]) => ni === 10).length > 1, 'every thread of the booting worker, not only its main thread')
+  t.ok(lowered.length > 1, `every thread of the booting worker (${lowered.length}), not only its main thread`)
   await until('generation 2 to serve', async () => (/^2 of 2 workers serving \(generation 2\)/.test(await prop(c, 'app.service', 'StatusText')) ? true : undefined), 1200)
   await until('the old workers to exit', async () => (new Set((await childThreads(mainPid)).map(([pid]) => pid)).size === 2 ? true : undefined))
   t.same(await nices(mainPid), [0], 'the new workers serve at nice 0, every thread')
