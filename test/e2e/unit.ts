@@ -110,11 +110,13 @@ async function reloadSeenAtNice10(t: Test, mainPid: string): Promise<void> {
   const warnedBefore = (await journal(c, 'app.service')).filter((e) => offWarning(e.MESSAGE)).length
   // --no-block: a Type=notify-reload reload returns only once the new generation serves.
   await must(c, ['systemctl', 'reload', '--no-block', 'app.service'])
-  // A worker of the reload with every thread at nice 10 (its threads are set one by one).
-  const lowered = await until('a new worker at nice 10', async () => {
+  // A worker of the reload with several threads, all at nice 10: right after its
+  // spawn it has one thread, which is lowered, and the threads it then starts
+  // inherit the value; the threads it has are set one by one.
+  const lowered = await until('a new worker with all its threads at nice 10', async () => {
     const byPid = new Map<number, number[]>()
     for (const [pid, ni] of await childThreads(mainPid)) byPid.set(pid, [...(byPid.get(pid) ?? []), ni])
-    return [...byPid.values()].find((nis) => nis.every((ni) => ni === 10))
+    return [...byPid.values()].find((nis) => nis.length > 1 && nis.every((ni) => ni === 10))
   }, 300)
   t.ok(lowered.length > 1, `every thread of the booting worker (${lowered.length}), not only its main thread`)
   await until('generation 2 to serve', async () => (/^2 of 2 workers serving \(generation 2\)/.test(await prop(c, 'app.service', 'StatusText')) ? true : undefined), 1200)
