@@ -75,11 +75,11 @@ export const SYSTEM_PRIORITY: PrioritySystem = {
   },
 }
 
-/** Processes whose priority is never changed. */
+/** Processes whose priority is never changed: they have no threads to set. */
 export const NO_PRIORITY: PrioritySystem = {
   getPriority: () => 0,
   setPriority: () => undefined,
-  whyNotRaiseTo: () => 'no priorities',
+  whyNotRaiseTo: () => undefined,
   threads: () => [],
 }
 
@@ -109,7 +109,7 @@ export class BootPriority {
       const why = this.sys.whyNotRaiseTo(this.base)
       this.allowed = why === undefined
       // Warned, once: --boot-nice was asked for and does nothing.
-      if (why !== undefined && this.sys !== NO_PRIORITY)
+      if (why !== undefined)
         this.log.warn(
           `--boot-nice ${nice} is off: a worker at a lower priority could not come back to nice ${this.base} (${why}); ` +
             'root, CAP_SYS_NICE or LimitNICE=+0 would allow it (systemd sets LimitNICE= only where it holds CAP_SYS_RESOURCE)',
