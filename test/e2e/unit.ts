@@ -7,6 +7,9 @@ import t, { type Test } from 'tap'
 import { container, getApp, inNetns, installApp, journal, must, prop, run, until, untilState, workerPid, writeInto } from './helpers/container.js'
 
 const c = container()
+/** Wait until the unit's status says generation 2 serves with 2 workers. */
+const untilGeneration2 = (tries?: number): Promise<true> =>
+  until('generation 2 to serve', async () => (/^2 of 2 workers serving \(generation 2\)/.test(await prop(c, 'app.service', 'StatusText')) ? true : undefined), tries)
 const sdserve = '/srv/app/node_modules/.bin/sdserve'
 const notifyReload = c.systemdVersion >= 253
 // The app and sdserve as a user installs them, but none of the example units.
@@ -60,7 +63,7 @@ t.test('sdserve doctor app.service (systemctl cat) finds no error and no warning
 t.test('systemctl reload serves a new generation', async (t) => {
   const mainPid = await prop(c, 'app.service', 'MainPID')
   await must(c, ['systemctl', 'reload', 'app.service'])
-  await until('generation 2 to serve', async () => (/^2 of 2 workers serving \(generation 2\)/.test(await prop(c, 'app.service', 'StatusText')) ? true : undefined))
+  await untilGeneration2()
   t.equal(await prop(c, 'app.service', 'MainPID'), mainPid, 'the same master')
   t.match((await getApp(c)).body, /^hello from worker \d+/)
 })
@@ -119,7 +122,7 @@ async function reloadSeenAtNice10(t: Test, mainPid: string): Promise<void> {
     return [...byPid.values()].find((nis) => nis.length > 1 && nis.every((ni) => ni === 10))
   }, 300)
   t.ok(lowered.length > 1, `every thread of the booting worker (${lowered.length}), not only its main thread`)
-  await until('generation 2 to serve', async () => (/^2 of 2 workers serving \(generation 2\)/.test(await prop(c, 'app.service', 'StatusText')) ? true : undefined), 1200)
+  await untilGeneration2(1200)
   await until('the old workers to exit', async () => (new Set((await childThreads(mainPid)).map(([pid]) => pid)).size === 2 ? true : undefined))
   t.same(await nices(mainPid), [0], 'the new workers serve at nice 0, every thread')
   t.equal((await journal(c, 'app.service')).filter((e) => offWarning(e.MESSAGE)).length, warnedBefore, 'no warning that boot scheduling is off')
