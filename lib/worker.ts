@@ -107,7 +107,7 @@ function isPath(url: string | undefined, path: string): boolean {
  * body bytes in the class's write() and end() (LoggedResponse), so that
  * recording a request does not change the response's shape.
  */
-class WorkerResponse extends LoggedResponse {
+export class WorkerResponse extends LoggedResponse {
   [STARTED] = 0
 }
 

@@ -5,12 +5,14 @@
 import t, { type Test } from 'tap'
 import { execFile, spawn } from 'node:child_process'
 import { chmodSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync } from 'node:fs'
-import { connect } from 'node:net'
+import { connect, Socket } from 'node:net'
 import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { cli, freePort, get, getWhenUp, load, root, shortTmp, spawnTracked, waitFor, waitForOutput, type Tracked } from './helpers/proc.js'
-import type { IncomingMessage } from 'node:http'
-import { refusal, reportDue, Worker } from '../lib/worker.js'
+import { IncomingMessage } from 'node:http'
+import { refusal, reportDue, Worker, WorkerResponse } from '../lib/worker.js'
+import { LoggedResponse } from '../lib/http/access-log.js'
+import { STARTED } from '../lib/http/request-counters.js'
 import { startNginx } from './helpers/nginx.js'
 import { needs } from './helpers/needs.js'
 
@@ -413,4 +415,13 @@ t.test('heartbeats: every one while busy or after a change, an idle worker only 
   t.equal(reportDue(last, { requests: 11, connections: 2, at: 1001 }, false, 1000), true, 'a request came')
   t.equal(reportDue(last, { requests: 10, connections: 1, at: 1001 }, false, 1000), true, 'a connection went')
   t.equal(reportDue(last, { requests: 10, connections: 2, at: 1001 }, true, 1000), true, 'a request in flight')
+})
+
+t.test("a worker's response has the request counters' field from its construction on, so counting does not change its shape", async (t) => {
+  const socket = new Socket()
+  t.teardown(() => socket.destroy())
+  const res = new WorkerResponse(new IncomingMessage(socket))
+  t.ok(res instanceof LoggedResponse, 'the access log counts its body bytes')
+  t.ok(Object.getOwnPropertySymbols(res).includes(STARTED), 'an own field before any request is counted')
+  t.equal(res[STARTED], 0)
 })
