@@ -18,12 +18,13 @@
 //   BENCH_COLD_BATCHES [250,250,500,1000,2000,4000,8000]  requests per batch, in order
 //   BENCH_COLD_ROUNDS [3]                                 rounds
 //   BENCH_COLD_CONNECTIONS [4]                            keep-alive connections
+//   BENCH_SDSERVE_ARGS []                                 more sdserve options, as for bench/run.mjs
 import { Agent, request } from 'node:http'
-import { readdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, installCleanup, start, stop } from './lib/proc.mjs'
-import { CLI, HANDLER, ROOT, serverEnv, until200 } from './lib/servers.mjs'
+import { freePort, installCleanup } from './lib/proc.mjs'
+import { configurations, launch, SERVING, sdserve, shutdown } from './lib/servers.mjs'
 import { median } from './lib/stats.mjs'
 
 const list = (name, fallback) => (process.env[name] ?? fallback).split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0)
@@ -31,19 +32,13 @@ const BATCHES = list('BENCH_COLD_BATCHES', '250,250,500,1000,2000,4000,8000')
 const ROUNDS = Math.max(1, Number(process.env.BENCH_COLD_ROUNDS ?? 3) || 3)
 const CONNECTIONS = Math.max(1, Number(process.env.BENCH_COLD_CONNECTIONS ?? 4) || 4)
 
+/** One worker: the bench's sdserve configuration with -w 1 and these options. */
+const oneWorker = (options) => ({ label: ['sdserve -w 1', ...options].join(' '), kind: 'sdserve', workers: 1, ready: SERVING, stopSignal: 'SIGINT', make: sdserve(() => options, 1) })
 const CONFIGS = [
-  { label: 'single Node process (http.createServer)', args: (port) => [join(ROOT, 'bench/servers/single.mjs'), String(port)], ready: /^listening (\d+)/ },
-  { label: 'sdserve -w 1', args: (port) => [CLI, '-w', '1', '-b', `127.0.0.1:${port}`, HANDLER], ready: /worker \d+ \(pid (\d+), generation \d+\) serving/ },
-  {
-    label: 'sdserve -w 1 --warm-up /',
-    args: (port) => [CLI, '-w', '1', '-b', `127.0.0.1:${port}`, '--warm-up', '/', HANDLER],
-    ready: /worker \d+ \(pid (\d+), generation \d+\) serving/,
-  },
-  {
-    label: 'sdserve -w 1 --warm-up / --warm-up-count 4000',
-    args: (port) => [CLI, '-w', '1', '-b', `127.0.0.1:${port}`, '--warm-up', '/', '--warm-up-count', '4000', HANDLER],
-    ready: /worker \d+ \(pid (\d+), generation \d+\) serving/,
-  },
+  configurations({ accessLog: false, metrics: false }).find((c) => c.id === 'single'),
+  oneWorker([]),
+  oneWorker(['--warm-up', '/']),
+  oneWorker(['--warm-up', '/', '--warm-up-count', '4000']),
 ]
 
 /** Nanoseconds on CPU of every thread of pid. */
@@ -80,12 +75,12 @@ async function batch(port, agent, n) {
 
 async function measure(config) {
   const port = await freePort()
-  const cwd = mkdtempSync(join(tmpdir(), 'sdserve-cold-'))
-  const child = start(process.execPath, config.args(port), { env: serverEnv(), cwd })
+  const tmp = mkdtempSync(join(tmpdir(), 'sdserve-cold-'))
+  const server = await launch(config, port, tmp)
   try {
-    const [line] = await child.waitLines(config.ready)
-    const pid = Number(config.ready.exec(line.text)[1])
-    await until200(`http://127.0.0.1:${port}/`)
+    // Both ready lines name the process that serves: sdserve's worker, or the baseline itself.
+    const line = server.child.lines.find((l) => config.ready.test(l.text))
+    const pid = Number(/(?:pid|listening) (\d+)/.exec(line.text)[1])
     const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS })
     const perRequest = []
     for (const n of BATCHES) {
@@ -96,8 +91,8 @@ async function measure(config) {
     agent.destroy()
     return perRequest
   } finally {
-    await stop(child)
-    rmSync(cwd, { recursive: true, force: true })
+    await shutdown(config, server)
+    rmSync(tmp, { recursive: true, force: true })
   }
 }
 
@@ -126,9 +121,9 @@ console.log(`|---|${ranges.map(() => '---|').join('')}---|`)
 for (const [i, config] of CONFIGS.entries()) {
   console.log(`| ${config.label} | ${medians[i].map((us) => us.toFixed(0)).join(' | ')} | ${firstCost(medians[i]).toFixed(0)} |`)
 }
-const [single, sdserve, warmed, warmedLong] = medians
+const [single, plain, warmed, warmedLong] = medians
 const ratio = (a, b) => `${(firstCost(a) / firstCost(b)).toFixed(2)}x`
 console.log(
-  `\nCPU above the warm rate (the lower of the last two batches) over the first ${coldRequests} requests served: sdserve / single Node process ${ratio(sdserve, single)}; ` +
-    `with --warm-up / (500 requests before it listens) / without ${ratio(warmed, sdserve)}; with --warm-up-count 4000 / without ${ratio(warmedLong, sdserve)}.`,
+  `\nCPU above the warm rate (the lower of the last two batches) over the first ${coldRequests} requests served: sdserve / single Node process ${ratio(plain, single)}; ` +
+    `with --warm-up / (500 requests before it listens) / without ${ratio(warmed, plain)}; with --warm-up-count 4000 / without ${ratio(warmedLong, plain)}.`,
 )

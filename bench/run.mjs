@@ -35,7 +35,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { installCleanup, rssOfServer, cpuOfTree, freePort, machineBusy, start, stop, tree } from './lib/proc.mjs'
-import { configurations, launch, shutdown, sdserveHas, nginxBinary, ROOT, CLI, RUN_ORDER, until200, serverEnv, scrapeMetrics } from './lib/servers.mjs'
+import { configurations, launch, shutdown, sdserveHas, nginxBinary, ROOT, CLI, RUN_ORDER, until200, serverEnv, scrapeMetrics, EXTRA_ARGS } from './lib/servers.mjs'
 import { runWrk, busiestShare, failures, loadInBackground } from './lib/wrk.mjs'
 import { renderMarkdown, renderSvg, analyse } from './lib/report.mjs'
 import { ensureNpmTools } from './lib/npm-tools.mjs'
@@ -67,6 +67,8 @@ const opts = {
   reloads: Math.max(1, Math.floor(num('BENCH_RELOADS', 10))),
   reloadInterval: Math.max(0.2, num('BENCH_RELOAD_INTERVAL', 1)),
   out: env.BENCH_OUT ?? fileURLToPath(new URL('./results/', import.meta.url)),
+  // BENCH_SDSERVE_ARGS, as every sdserve configuration gets them: the report names them.
+  sdserveArgs: EXTRA_ARGS.join(' '),
   noInstall: env.BENCH_NO_INSTALL === '1',
   noiseLimit: env.BENCH_NOISE_LIMIT ? num('BENCH_NOISE_LIMIT', 0) : undefined,
   noiseRetries: Math.floor(num('BENCH_NOISE_RETRIES', 2)),

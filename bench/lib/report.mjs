@@ -210,7 +210,7 @@ export function renderMarkdown(result) {
   L.push(`# sdserve benchmark, ${day}`)
   L.push('')
   L.push(
-    `${m.cores} cores (${m.cpu}), Linux ${m.kernel}, Node ${m.node}, ${m.wrk}, ${m.nginx ?? 'no nginx'}; sdserve ${m.sdserve} (${m.commit ?? 'no git'}${m.distStale ? ', dist/ older than lib/' : ''}). ` +
+    `${m.cores} cores (${m.cpu}), Linux ${m.kernel}, Node ${m.node}, ${m.wrk}, ${m.nginx ?? 'no nginx'}; sdserve ${m.sdserve} (${m.commit ?? 'no git'}${m.distStale ? ', dist/ older than lib/' : ''})${o.sdserveArgs ? `, every sdserve configuration with \`${o.sdserveArgs}\`` : ''}. ` +
       `Load average before / after: ${m.loadavg} / ${m.loadavgAfter}. Took ${result.elapsedS} s.`,
   )
   L.push('')

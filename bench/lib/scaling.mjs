@@ -7,10 +7,9 @@
 import { rmSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CLK_TCK, cpuOfTree, freePort, rssMiB, start, stop, tree } from './proc.mjs'
-import { CLI, HANDLER, serverEnv, until200 } from './servers.mjs'
+import { CLI, HANDLER, SERVING, serverEnv, until200 } from './servers.mjs'
 import { fmtNum, median } from './stats.mjs'
 
-const SERVING = /worker \d+ \(pid \d+, generation \d+\) serving/
 const RELOADED = /reloaded: generation \d+ serving|reload failed/
 /** Generous: 128 Node processes booting on 2 cores take seconds. */
 const BOOT_S = 600

@@ -76,12 +76,13 @@ function nodeServer(file, args) {
 }
 
 /** BENCH_SDSERVE_ARGS: more sdserve options for every sdserve configuration (e.g. --boot-nice 0), split on white space. */
-const EXTRA_ARGS = (process.env.BENCH_SDSERVE_ARGS ?? '').split(/\s+/).filter(Boolean)
+export const EXTRA_ARGS = (process.env.BENCH_SDSERVE_ARGS ?? '').split(/\s+/).filter(Boolean)
 
-function sdserve(extra) {
+/** An sdserve configuration's command: `workers` workers and the options extra(tmp) gives, then BENCH_SDSERVE_ARGS. */
+export function sdserve(extra, workers = 2) {
   return (port, tmp) => ({
     cmd: process.execPath,
-    args: [CLI, '-w', '2', '-b', `127.0.0.1:${port}`, ...extra(tmp), ...EXTRA_ARGS, HANDLER],
+    args: [CLI, '-w', String(workers), '-b', `127.0.0.1:${port}`, ...extra(tmp), ...EXTRA_ARGS, HANDLER],
     // a directory with no sdserve.config.* of a developer in it
     cwd: tmp,
   })
@@ -137,8 +138,9 @@ export function sdserveHas(flag) {
   }
 }
 
-const SERVING = /worker \d+ \(pid \d+, generation \d+\) serving/
-const LISTENING = /^listening \d+/
+/** The ready lines: an sdserve worker's, and a baseline process's; both name the serving process's pid. */
+export const SERVING = /worker \d+ \(pid (\d+), generation \d+\) serving/
+const LISTENING = /^listening (\d+)/
 
 /**
  * The configurations, in table order. id: short key; label: table text;
